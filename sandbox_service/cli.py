@@ -1,0 +1,314 @@
+"""Command-line interface. The only module that prints messages for errors and chooses exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from . import __version__, control
+from .create import CreateRequest, create, plan
+from .errors import PermissionDenied, SandboxError
+from .install import ensure_root
+from .paths import Layout
+from .spec import Limits, SELinuxMode
+from .systemd import Systemd, systemd_running
+
+app = typer.Typer(
+    name="sandbox-service",
+    help=(
+        "Turn host systemd services into application containers built from systemd's own parts.\n\n"
+        "A sandbox is a unit sandbox-NAME.service running the wrapped program in its own root under\n"
+        "/var/lib/sandbox-service/NAME/root (host /usr shared read-only, private /etc, /var, /tmp, network\n"
+        "and IPC) inside sandbox-NAME.slice. Plain systemctl works on it too."
+    ),
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class _State:
+    debug = False
+    root = Path("/")
+
+
+def _layout() -> Layout:
+    return Layout(_State.root)
+
+
+def _need_root() -> None:
+    try:
+        ensure_root()
+    except SandboxError as exc:
+        raise PermissionDenied(exc.message, exc.hint) from None
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sandbox-service {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    root: Annotated[
+        Path,
+        typer.Option(
+            "--root",
+            help="Work on the files of the system image in DIR (offline: nothing is started, no D-Bus).",
+            metavar="DIR",
+        ),
+    ] = Path("/"),
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    _State.debug = debug
+    _State.root = root.resolve() if root != Path("/") else root
+
+
+@app.command(
+    "create",
+    epilog=(
+        "Examples:\n\n"
+        "  sandbox-service create web --unit nginx.service --now\n\n"
+        "  sandbox-service create httpd                      # means --unit httpd.service\n\n"
+        "  sandbox-service create job --memory 256M -- /usr/bin/python3 -m http.server 8000"
+    ),
+)
+def create_cmd(
+    name: Annotated[str, typer.Argument(help="Sandbox name: lowercase letters, digits, '-' and '_'.")],
+    command: Annotated[
+        list[str] | None, typer.Argument(help="A command to run instead of a host unit (after --).")
+    ] = None,
+    unit: Annotated[
+        str | None,
+        typer.Option("--unit", "-u", help="Host unit to wrap (default when no command: NAME.service)."),
+    ] = None,
+    package: Annotated[
+        list[str] | None, typer.Option("--package", "-P", help="Copy this package's /etc and /var files too.")
+    ] = None,
+    copy: Annotated[
+        list[str] | None, typer.Option("--copy", "-C", help="Copy this host path into the private tree too.")
+    ] = None,
+    user: Annotated[str | None, typer.Option("--user", help="Run the command as this user.")] = None,
+    group: Annotated[str | None, typer.Option("--group", help="Run the command with this group.")] = None,
+    memory: Annotated[
+        str | None, typer.Option("--memory", help="MemoryMax= of the sandbox's slice (e.g. 512M).")
+    ] = None,
+    cpu_quota: Annotated[str | None, typer.Option("--cpu-quota", help="CPUQuota= (e.g. 50%).")] = None,
+    cpu_weight: Annotated[int | None, typer.Option("--cpu-weight", help="CPUWeight= (1-10000).")] = None,
+    io_weight: Annotated[int | None, typer.Option("--io-weight", help="IOWeight= (1-10000).")] = None,
+    tasks_max: Annotated[int | None, typer.Option("--tasks-max", help="TasksMax= (number of tasks).")] = None,
+    chroot: Annotated[
+        str | None, typer.Option("--chroot", help="Run in this tree instead of a private root sharing /usr.")
+    ] = None,
+    selinux: Annotated[SELinuxMode, typer.Option("--selinux", help="SELinux labelling.")] = SELinuxMode.AUTO,
+    description: Annotated[str, typer.Option("--description", help="Text for Description=.")] = "",
+    enable: Annotated[bool, typer.Option("--enable", help="Start the sandbox at boot (sandbox.target).")] = False,
+    now: Annotated[bool, typer.Option("--now", help="Start the sandbox and wait until it runs.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print every file create would write.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
+) -> None:
+    """Create a sandbox from a host unit (--unit) or from a command (after --)."""
+    cmd = tuple(command or ())
+    req = CreateRequest(
+        name=name,
+        unit=unit if (unit or cmd) else name,
+        command=cmd,
+        user=user,
+        group=group,
+        packages=tuple(package or ()),
+        copies=tuple(copy or ()),
+        limits=Limits(memory, cpu_quota, cpu_weight, io_weight, tasks_max),
+        chroot=chroot,
+        selinux=selinux,
+        description=description,
+        enable=enable,
+        now=now,
+    )
+    layout = _layout()
+    if dry_run:
+        online = layout.root == Path("/") and systemd_running()
+        if online:
+            with Systemd() as sd:
+                p = plan(req, layout, sd)
+        else:
+            p = plan(req, layout, None)
+        from . import specfile
+
+        files = {str(k): v for k, v in p.files.items()}
+        files[str(Path("/var/lib/sandbox-service") / name / "sandbox.yaml")] = specfile.dumps(p.spec)
+        if as_json:
+            _print_json({"files": files, "copies": list(p.copies)})
+            return
+        for path, text in files.items():
+            typer.echo(f"### {path}")
+            typer.echo(text)
+        typer.echo(f"### copied into {Path('/var/lib/sandbox-service') / name / 'root'}:")
+        for c in p.copies:
+            typer.echo(f"  {c}")
+        return
+    _need_root()
+    result = create(req, layout)
+    if as_json:
+        _print_json(
+            {
+                "name": result.spec.name,
+                "written": [str(p) for p in result.written],
+                "copied_files": result.copied_files,
+                "started": result.started,
+                "online": result.online,
+            }
+        )
+        return
+    typer.echo(f"Created sandbox {result.spec.name} ({result.copied_files} files copied).")
+    for n in result.notes:
+        typer.echo(f"  note: {n}")
+    if result.started:
+        typer.echo(f"Started sandbox-{result.spec.name}.service.")
+    elif result.online:
+        typer.echo(f"Start it with: systemctl start sandbox-{result.spec.name}.service")
+    else:
+        when = "at the next boot" if result.spec.enabled else "when started on the booted system"
+        typer.echo(f"systemd is not running here: nothing was started; the sandbox runs {when}.")
+
+
+
+
+@app.command("start")
+def start_cmd(names: Annotated[list[str], typer.Argument(help="Sandboxes to start.")]) -> None:
+    """Start sandboxes and wait until they run (same as systemctl start sandbox-NAME)."""
+    _need_root()
+    control.start(_layout(), names)
+
+
+@app.command("stop")
+def stop_cmd(names: Annotated[list[str], typer.Argument(help="Sandboxes to stop.")]) -> None:
+    """Stop sandboxes and wait until they stopped."""
+    _need_root()
+    control.stop(_layout(), names)
+
+
+@app.command("restart")
+def restart_cmd(names: Annotated[list[str], typer.Argument(help="Sandboxes to restart.")]) -> None:
+    """Restart sandboxes."""
+    _need_root()
+    control.restart(_layout(), names)
+
+
+@app.command("reload")
+def reload_cmd(name: Annotated[str, typer.Argument(help="Sandbox whose service reloads.")]) -> None:
+    """Reload the service inside a sandbox (its ExecReload=)."""
+    _need_root()
+    control.reload(_layout(), name)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "K", "M", "G"):
+        if n < 1024:
+            return f"{n}{unit}"
+        n //= 1024
+    return f"{n}T"
+
+
+@app.command("status")
+def status_cmd(
+    name: Annotated[str, typer.Argument(help="Sandbox name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """State, main PID, memory, tasks, slice and paths of a sandbox."""
+    st = control.status(_layout(), name)
+    if as_json:
+        _print_json(asdict(st))
+        return
+    rows = [
+        ("Sandbox", f"{st.name} ({st.kind}{', wraps ' + st.source_unit if st.source_unit else ''})"),
+        ("Unit", f"{st.unit} ({st.unit_file_state or 'static'})"),
+        ("State", f"{st.active_state} ({st.sub_state})" + (f", result {st.result}" if st.result else "")),
+        ("Main PID", str(st.main_pid) if st.main_pid else "-"),
+        ("Memory", _size(st.memory_bytes)),
+        ("Tasks", str(st.tasks) if st.tasks is not None else "-"),
+        ("Slice", st.slice),
+        ("Network", st.network),
+        ("Unit file", st.unit_file),
+        ("Sandbox dir", st.sandbox_dir),
+        ("Root", st.root_directory),
+    ]
+    for k, v in rows:
+        typer.echo(f"{k + ':':<12} {v}")
+
+
+@app.command("list")
+def list_cmd(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """All sandboxes with their state (one D-Bus call)."""
+    entries = control.list_sandboxes(_layout())
+    if as_json:
+        _print_json([asdict(e) for e in entries])
+        return
+    typer.echo(f"{'NAME':<20} {'KIND':<8} {'STATE':<10} {'SUB':<10} SOURCE")
+    for e in entries:
+        typer.echo(f"{e.name:<20} {e.kind:<8} {e.active_state:<10} {e.sub_state:<10} {e.source_unit or '-'}")
+
+
+@app.command("logs")
+def logs_cmd(
+    name: Annotated[str, typer.Argument(help="Sandbox name.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new entries.")] = False,
+    lines: Annotated[int | None, typer.Option("--lines", "-n", help="Show only the last N entries.")] = None,
+) -> None:
+    """The journal of a sandbox's units."""
+    from .journal import show
+
+    control.load_spec(_layout(), name)
+    raise typer.Exit(show(name, lines, follow))
+
+
+@app.command("delete")
+def delete_cmd(
+    names: Annotated[list[str], typer.Argument(help="Sandboxes to delete.")],
+    keep_data: Annotated[
+        bool, typer.Option("--keep-data", help="Keep /var/lib/sandbox-service/NAME (spec and root).")
+    ] = False,
+) -> None:
+    """Stop, disable and remove sandboxes (units, and their directory unless --keep-data)."""
+    _need_root()
+    control.delete(_layout(), names, keep_data)
+    for n in names:
+        typer.echo(f"Deleted sandbox {n}.")
+
+
+def main() -> None:
+    """Entry point: typer handles usage errors itself; our errors become one message, a hint, an exit code."""
+    try:
+        app()
+    except SandboxError as exc:
+        if _State.debug:
+            traceback.print_exc()
+        print(f"sandbox-service: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        journal = getattr(exc, "journal", ())
+        if journal:
+            print("last journal lines:", file=sys.stderr)
+            for line in journal:
+                print(f"  {line}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Commands on existing sandboxes: start, stop, restart, reload, status, list, delete.
+
+Each command opens one systemd connection and issues at most one daemon-reload, however many sandboxes
+it handles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from . import render, specfile
+from .errors import InvalidInput, JobFailed, NotFound
+from .install import remove_enable_links, remove_units
+from .journal import tail
+from .paths import SPEC_FILE_NAME, Layout, service_unit, slice_unit, unit_base
+from .spec import SandboxSpec, check_name
+from .systemd import Systemd, systemd_running
+from .tree import remove_tree
+
+
+@dataclass(frozen=True)
+class SandboxStatus:
+    name: str
+    kind: str
+    source_unit: str | None
+    unit: str
+    active_state: str
+    sub_state: str
+    result: str
+    main_pid: int
+    memory_bytes: int | None
+    tasks: int | None
+    slice: str
+    unit_file: str
+    unit_file_state: str
+    sandbox_dir: str
+    root_directory: str
+    network: str
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    name: str
+    kind: str
+    source_unit: str | None
+    active_state: str
+    sub_state: str
+
+
+def load_spec(layout: Layout, name: str) -> SandboxSpec:
+    check_name(name)
+    path = layout.spec_file(name)
+    if not path.exists():
+        raise NotFound(f"no sandbox named {name!r}", "list the sandboxes with: sandbox-service list")
+    return specfile.load(path)
+
+
+def sandbox_names(layout: Layout) -> list[str]:
+    base = layout.sandbox_base
+    if not base.is_dir():
+        return []
+    return sorted(
+        d.name for d in base.iterdir() if not d.name.startswith(".") and (d / SPEC_FILE_NAME).is_file()
+    )
+
+
+def _job(sd: Systemd, verb: str, units: list[str]) -> None:
+    try:
+        getattr(sd, verb)(units)
+    except JobFailed as exc:
+        unit = exc.unit or units[0]
+        raise JobFailed(exc.message, exc.hint, unit, tail(unit)) from exc
+
+
+def start(layout: Layout, names: Sequence[str]) -> None:
+    units = [service_unit(load_spec(layout, n).name) for n in names]
+    with Systemd() as sd:
+        _job(sd, "start", units)
+
+
+def stop(layout: Layout, names: Sequence[str]) -> None:
+    units = [service_unit(load_spec(layout, n).name) for n in names]
+    with Systemd() as sd:
+        _job(sd, "stop", units)
+
+
+def restart(layout: Layout, names: Sequence[str]) -> None:
+    units = [service_unit(load_spec(layout, n).name) for n in names]
+    with Systemd() as sd:
+        _job(sd, "restart", units)
+
+
+def reload(layout: Layout, name: str) -> None:
+    spec = load_spec(layout, name)
+    if not spec.service.exec_reload:
+        raise InvalidInput(
+            f"sandbox {name!r} has no ExecReload= command, so its service cannot reload",
+            f"use: sandbox-service restart {name}",
+        )
+    with Systemd() as sd:
+        _job(sd, "reload_unit", [service_unit(name)])
+
+
+def status(layout: Layout, name: str) -> SandboxStatus:
+    spec = load_spec(layout, name)
+    with Systemd() as sd:
+        st = sd.service_status(service_unit(name))
+    return SandboxStatus(
+        name=name,
+        kind=spec.kind.value,
+        source_unit=spec.source_unit,
+        unit=st.name,
+        active_state=st.active_state,
+        sub_state=st.sub_state,
+        result=st.result,
+        main_pid=st.main_pid,
+        memory_bytes=st.memory_current,
+        tasks=st.tasks_current,
+        slice=st.slice or slice_unit(name),
+        unit_file=st.fragment_path or str(layout.unit_dir / service_unit(name)),
+        unit_file_state=st.unit_file_state,
+        sandbox_dir=str(layout.sandbox_dir(name)),
+        root_directory=render.service_view(spec).root_directory,
+        network="none (loopback only)",
+    )
+
+
+def list_sandboxes(layout: Layout) -> list[ListEntry]:
+    """Every sandbox on disk, with unit states from a single D-Bus call."""
+    specs = [load_spec(layout, n) for n in sandbox_names(layout)]
+    states = {}
+    if specs and systemd_running():
+        with Systemd() as sd:
+            states = {u.name: u for u in sd.list_units([f"{unit_base(s.name)}.service" for s in specs])}
+    out = []
+    for s in specs:
+        u = states.get(service_unit(s.name))
+        out.append(
+            ListEntry(
+                s.name,
+                s.kind.value,
+                s.source_unit,
+                u.active_state if u else "inactive",
+                u.sub_state if u else "dead",
+            )
+        )
+    return out
+
+
+def delete(layout: Layout, names: Sequence[str], keep_data: bool = False) -> list[Path]:
+    """Stop, disable and remove units, reload once, then remove the sandbox directories."""
+    specs = [load_spec(layout, n) for n in names]
+    unit_paths: dict[str, list[PurePosixPath]] = {}
+    for s in specs:
+        unit_paths[s.name] = [p for p in render.render(s) if p.name not in render.STATIC_UNITS]
+    online = layout.root == Path("/") and systemd_running()
+    removed: list[Path] = []
+    if online:
+        with Systemd() as sd:
+            services = [service_unit(s.name) for s in specs]
+            _job(sd, "stop", services)
+            sd.disable(services)
+            for s in specs:
+                removed += remove_units(layout, unit_paths[s.name], s.name)
+            sd.reload()
+            for svc in services:
+                sd.reset_failed(svc)
+    else:
+        for s in specs:
+            remove_enable_links(layout, service_unit(s.name))
+            removed += remove_units(layout, unit_paths[s.name], s.name)
+    if not keep_data:
+        for s in specs:
+            remove_tree(layout.sandbox_dir(s.name))
+            removed.append(layout.sandbox_dir(s.name))
+    return removed

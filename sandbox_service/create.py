@@ -1,0 +1,287 @@
+"""`create`: discover what the service needs, build the private root, write the units, register them.
+
+Discovery only reads (the host or the --root image); everything is built in a staging directory and
+published by rename, and every step registers its undo with a Transaction, so a failure at any point
+leaves no half sandbox behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+
+from . import render, specfile, tree
+from .discover import host as host_discovery
+from .discover import packages
+from .discover.unit import service_def_from_settings, unit_name_for
+from .errors import AlreadyExists, DiscoveryFailed, InvalidInput, JobFailed, NotFound, SystemdUnavailable
+from .install import Transaction, enable_links, publish_dir, stage_dir, write_units
+from .journal import tail
+from .paths import Layout, service_unit
+from .spec import (
+    ExecCommand,
+    Kind,
+    Limits,
+    SandboxSpec,
+    SELinuxMode,
+    ServiceDef,
+    ServiceType,
+    check_abs_path,
+    check_name,
+)
+from .systemd import Systemd, UnitSettings, systemd_running
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    name: str
+    unit: str | None = None
+    command: tuple[str, ...] = ()
+    user: str | None = None
+    group: str | None = None
+    packages: tuple[str, ...] = ()
+    copies: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    chroot: str | None = None
+    selinux: SELinuxMode = SELinuxMode.AUTO
+    description: str = ""
+    enable: bool = False
+    now: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything create will do, computed without writing anything (what --dry-run shows)."""
+
+    spec: SandboxSpec
+    files: dict[PurePosixPath, str]
+    copies: tuple[str, ...]
+    owned_dirs: tuple[tree.OwnedDir, ...]
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Created:
+    spec: SandboxSpec
+    written: tuple[Path, ...]
+    copied_files: int
+    started: bool
+    online: bool
+    notes: tuple[str, ...]
+
+
+def plan(req: CreateRequest, layout: Layout, sd: Systemd | None) -> Plan:
+    name = check_name(req.name)
+    _refuse_existing(layout, name)
+    hostinfo = host_discovery.probe(layout.root)
+    notes: list[str] = []
+    source_unit = None
+    source_package = None
+    pkgs = list(req.packages)
+    unit_paths: list[str] = []
+
+    if req.unit and req.command:
+        raise InvalidInput("give either --unit or a command after --, not both")
+    if req.unit:
+        source_unit = unit_name_for(req.unit)
+        settings = _unit_settings(source_unit, sd)
+        service = service_def_from_settings(settings)
+        source_package = packages.owner_of(hostinfo.package_manager, layout.root, settings.fragment_path)
+        if source_package and source_package not in pkgs:
+            pkgs.insert(0, source_package)
+        unit_paths = _unit_named_paths(service)
+        description = req.description or settings.description
+    elif req.command:
+        service = ServiceDef(
+            type=ServiceType.EXEC,
+            exec_start=(_user_command(req.command, layout, req.chroot),),
+            user=req.user,
+            group=req.group,
+        )
+        description = req.description or " ".join(req.command)[:80]
+    else:
+        raise InvalidInput(
+            "nothing to run", "name a host unit with --unit UNIT, or give a command after --"
+        )
+    if req.unit and (req.user or req.group):
+        service = replace(service, user=req.user or service.user, group=req.group or service.group)
+
+    copies: list[str] = []
+    for pkg in pkgs:
+        paths = packages.package_paths(hostinfo.package_manager, layout.root, pkg)
+        copies.extend(paths.trees)
+        copies.extend(p for p in paths.files if not any(p.startswith(t + "/") for t in paths.trees))
+    for p in unit_paths:
+        if layout.host(p).exists() or layout.host(p).is_symlink():
+            copies.append(p)
+    for p in req.copies:
+        check_abs_path("--copy", p)
+        if not (layout.host(p).exists() or layout.host(p).is_symlink()):
+            raise NotFound(f"--copy {p}: no such file or directory")
+        copies.append(p)
+    if req.unit and not copies:
+        raise DiscoveryFailed(
+            f"found nothing to put into the private /etc and /var of {source_unit}"
+            + ("" if source_package else " (no package owns its unit file)"),
+            "name what the service needs with --package PKG and/or --copy PATH (both repeatable)",
+        )
+    base = [] if req.chroot else [p for p in tree.BASE_ETC if layout.host(p).exists() or layout.host(p).is_symlink()]
+    all_copies = tuple(dict.fromkeys(base + _outermost(copies)))
+
+    spec = SandboxSpec(
+        name=name,
+        kind=Kind.CHROOT if req.chroot else (Kind.UNIT if req.unit else Kind.GENERIC),
+        service=service,
+        description=description,
+        source_unit=source_unit,
+        source_package=source_package,
+        packages=tuple(pkgs),
+        copies=all_copies,
+        limits=req.limits,
+        selinux=req.selinux,
+        chroot=req.chroot,
+        readonly_binds=() if req.chroot else hostinfo.readonly_binds,
+        enabled=req.enable,
+    )
+    if spec.service.pid_file:
+        notes.append(f"PIDFile {spec.service.pid_file} inside is {render.service_view(spec).pid_file} on the host")
+    return Plan(spec, render.render(spec), all_copies, _owned_dirs(service), tuple(notes))
+
+
+def create(req: CreateRequest, layout: Layout) -> Created:
+    online = layout.root == Path("/") and systemd_running()
+    if req.now and not online:
+        raise SystemdUnavailable("--now needs a running systemd", "drop --now, or run on the booted system")
+    sd = Systemd() if online else None
+    try:
+        p = plan(req, layout, sd)
+        return _apply(p, req, layout, sd)
+    finally:
+        if sd is not None:
+            sd.__exit__(None, None, None)
+
+
+def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> Created:
+    spec = p.spec
+    service = service_unit(spec.name)
+    with Transaction() as tx:
+        staging = stage_dir(tx, layout, spec.name)
+        root = staging / "root"
+        hostinfo = host_discovery.probe(layout.root)
+        copied = 0
+        if spec.kind is Kind.CHROOT:
+            root.mkdir(mode=0o755)
+        else:
+            tree.make_base(root, hostinfo.usr_layout)
+            for path in p.copies:
+                copied += tree.copy_path(layout.root, root, path)
+            tree.make_owned_dirs(root, p.owned_dirs)
+            _check_executables(spec, root, layout.root)
+        specfile.save(staging / "sandbox.yaml", spec)
+        final = layout.sandbox_dir(spec.name)
+        publish_dir(tx, staging, final)
+        written = write_units(tx, layout, p.files, spec.name)
+        started = False
+        if sd is not None:
+            tx.on_rollback(sd.reload)  # runs after the files are gone again
+            sd.reload()
+            if req.enable:
+                sd.enable(["sandbox.target", service])
+            if req.now:
+                tx.on_rollback(lambda: _stop_quietly(sd, service))
+                try:
+                    sd.start([service])
+                except JobFailed as exc:
+                    raise JobFailed(exc.message, exc.hint, exc.unit, tail(service)) from exc
+                started = True
+        elif req.enable:
+            enable_links(tx, layout, service, "sandbox.target")
+            enable_links(tx, layout, "sandbox.target", "multi-user.target")
+        tx.commit()
+    return Created(spec, tuple(written), copied, started, sd is not None, p.notes)
+
+
+def _stop_quietly(sd: Systemd, unit: str) -> None:
+    try:
+        sd.stop([unit])
+    finally:
+        sd.reset_failed(unit)
+
+
+def _refuse_existing(layout: Layout, name: str) -> None:
+    if layout.sandbox_dir(name).exists() or layout.sandbox_dir(name).is_symlink():
+        raise AlreadyExists(
+            f"sandbox {name!r} already exists ({layout.sandbox_dir(name)})",
+            f"pick another name, or remove it first with: sandbox-service delete {name}",
+        )
+    unit = layout.unit_dir / service_unit(name)
+    if unit.exists() or unit.is_symlink():
+        raise AlreadyExists(f"unit {unit} already exists", "pick another sandbox name")
+
+
+def _unit_settings(unit: str, sd: Systemd | None) -> UnitSettings:
+    if sd is None:
+        raise SystemdUnavailable(
+            f"cannot read {unit}: systemd is not running",
+            "wrapping a unit needs the running systemd to read its effective settings",
+        )
+    return sd.unit_settings(unit)
+
+
+def _user_command(command: tuple[str, ...], layout: Layout, chroot: str | None) -> ExecCommand:
+    prog = command[0]
+    if prog.startswith("/"):
+        path = prog
+    elif chroot:
+        raise InvalidInput(f"{prog!r}: give the command's absolute path inside the chroot")
+    else:
+        found = shutil.which(prog, path=os.pathsep.join(str(layout.host(d)) for d in ("/usr/bin", "/usr/sbin")))
+        if not found:
+            raise NotFound(f"command {prog!r} not found in /usr/bin or /usr/sbin", "give its absolute path")
+        path = "/" + str(Path(found).relative_to(layout.root))
+    return ExecCommand(path=path, argv=command, expand_env=False)
+
+
+def _unit_named_paths(service: ServiceDef) -> list[str]:
+    """Host paths the unit names: its state, log, cache and config directories, env files, work dir."""
+    out = [f"/var/lib/{d}" for d in service.state_directories]
+    out += [f"/var/log/{d}" for d in service.logs_directories]
+    out += [f"/var/cache/{d}" for d in service.cache_directories]
+    out += [f"/etc/{d}" for d in service.configuration_directories]
+    out += [f.path for f in service.environment_files]
+    out += [p.removeprefix("-") for p in service.read_write_paths]
+    wd = (service.working_directory or "").removeprefix("-")
+    if wd.startswith("/"):
+        out.append(wd)
+    return [p for p in out if p.startswith(("/etc/", "/var/", "/srv/", "/opt/", "/home/"))]
+
+
+def _owned_dirs(service: ServiceDef) -> tuple[tree.OwnedDir, ...]:
+    u, g = service.user, service.group
+    dirs = [tree.OwnedDir(f"/var/lib/{d}", u, g) for d in service.state_directories]
+    dirs += [tree.OwnedDir(f"/var/log/{d}", u, g) for d in service.logs_directories]
+    dirs += [tree.OwnedDir(f"/var/cache/{d}", u, g) for d in service.cache_directories]
+    dirs += [tree.OwnedDir(f"/etc/{d}", None, None) for d in service.configuration_directories]
+    return tuple(dirs)
+
+
+def _outermost(paths: list[str]) -> list[str]:
+    """Drop paths already inside another copied directory tree; keep order."""
+    unique = list(dict.fromkeys(paths))
+    return [p for p in unique if not any(p != o and p.startswith(o.rstrip("/") + "/") for o in unique)]
+
+
+def _check_executables(spec: SandboxSpec, root: Path, host_root: Path) -> None:
+    seen = set()
+    for _key, cmd in render.exec_settings(spec):
+        if cmd.path in seen:
+            continue
+        seen.add(cmd.path)
+        found = tree.resolve_inside(root, cmd.path, host_root, spec.readonly_binds)
+        if found is None:
+            raise NotFound(
+                f"{cmd.path} does not exist inside the sandbox",
+                "only the host's /usr is shared; bring other programs in with --copy PATH",
+            )

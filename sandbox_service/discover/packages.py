@@ -1,0 +1,131 @@
+"""Which package owns a unit file, and which /etc and /var paths that package brings (dpkg or rpm).
+
+Every query runs against the package database of the system being looked at: the host, or an image
+tree given with --root (dpkg --root / rpm --root), never a mix of the two.
+"""
+
+from __future__ import annotations
+
+import enum
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import NotFound
+from ..run import run
+
+PRIVATE_PREFIXES = ("/etc/", "/var/")
+
+
+class PackageManager(enum.Enum):
+    DPKG = "dpkg"
+    RPM = "rpm"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class PackagePaths:
+    """A package's paths under /etc and /var. `trees` are directories only this package owns: they are
+    copied whole, so files its maintainer scripts made (enabled-site links, generated keys) come along."""
+
+    package: str
+    files: tuple[str, ...]
+    dirs: tuple[str, ...]
+    trees: tuple[str, ...]
+
+
+def detect(root: Path) -> PackageManager:
+    """dpkg when the tree has a dpkg database, rpm when it has an rpm one (dpkg wins on Debian, where
+    the rpm tool may be installed for building packages but owns nothing)."""
+    if (root / "var/lib/dpkg/status").exists() and shutil.which("dpkg-query"):
+        return PackageManager.DPKG
+    for db in ("var/lib/rpm", "usr/lib/sysimage/rpm"):
+        if (root / db).is_dir() and any((root / db).iterdir()) and shutil.which("rpm"):
+            return PackageManager.RPM
+    return PackageManager.NONE
+
+
+def _alternate_spellings(path: str) -> list[str]:
+    """On usr-merged systems a file is known to the package database by the path the package shipped."""
+    out = [path]
+    for short in ("/lib/", "/bin/", "/sbin/"):
+        if path.startswith("/usr" + short):
+            out.append(path[len("/usr") :])
+        elif path.startswith(short):
+            out.append("/usr" + path)
+    return out
+
+
+def owner_of(pm: PackageManager, root: Path, path: str) -> str | None:
+    for candidate in _alternate_spellings(path):
+        if pm is PackageManager.DPKG:
+            res = run(["dpkg-query", f"--root={root}", "-S", candidate], check=False)
+            if res.returncode == 0 and res.stdout:
+                # "pkg1, pkg2: /path" -- a diversion line starts with "diversion by"
+                for line in res.stdout.splitlines():
+                    if not line.startswith("diversion"):
+                        return line.split(":", 1)[0].split(",")[0].strip()
+        elif pm is PackageManager.RPM:
+            res = run(["rpm", f"--root={root}", "-qf", "--qf", "%{NAME}\n", candidate], check=False)
+            if res.returncode == 0 and res.stdout.strip():
+                return res.stdout.splitlines()[0].strip()
+    return None
+
+
+def _list_files(pm: PackageManager, root: Path, package: str) -> list[str]:
+    if pm is PackageManager.DPKG:
+        res = run(["dpkg-query", f"--root={root}", "-L", package], check=False)
+    elif pm is PackageManager.RPM:
+        res = run(["rpm", f"--root={root}", "-ql", package], check=False)
+    else:
+        return []
+    if res.returncode != 0:
+        raise NotFound(f"package {package} is not installed", "check the name with dpkg -l or rpm -qa")
+    return [line.strip() for line in res.stdout.splitlines() if line.startswith("/")]
+
+
+def _owners(pm: PackageManager, root: Path, dirs: list[str]) -> dict[str, set[str]]:
+    """Owners of many directories from one query."""
+    owners: dict[str, set[str]] = {d: set() for d in dirs}
+    if not dirs:
+        return owners
+    if pm is PackageManager.DPKG:
+        res = run(["dpkg-query", f"--root={root}", "-S", *dirs], check=False)
+        for line in res.stdout.splitlines():
+            if line.startswith("diversion") or ": " not in line:
+                continue
+            pkgs, path = line.split(": ", 1)
+            if path in owners:
+                owners[path].update(p.strip().split(":")[0] for p in pkgs.split(","))
+    elif pm is PackageManager.RPM:
+        res = run(["rpm", f"--root={root}", "-qf", "--qf", "%{NAME}\n", *dirs], check=False)
+        # rpm prints one block of owner names per argument, in order; a directory owned by several
+        # packages prints several lines, so ask again one by one only when the counts disagree
+        lines = res.stdout.splitlines()
+        if len(lines) == len(dirs):
+            for d, pkg in zip(dirs, lines, strict=True):
+                owners[d].add(pkg.strip())
+        else:
+            for d in dirs:
+                one = run(["rpm", f"--root={root}", "-qf", "--qf", "%{NAME}\n", d], check=False)
+                owners[d].update(x.strip() for x in one.stdout.splitlines() if x.strip())
+    return owners
+
+
+def package_paths(pm: PackageManager, root: Path, package: str) -> PackagePaths:
+    listed = [p for p in _list_files(pm, root, package) if p.startswith(PRIVATE_PREFIXES)]
+    files, dirs = [], []
+    for p in listed:
+        host = root / p.lstrip("/")
+        if host.is_dir() and not host.is_symlink():
+            dirs.append(p)
+        elif host.exists() or host.is_symlink():
+            files.append(p)
+    # Only directories at least two levels deep can be a package's own (/etc/nginx, /var/lib/nginx);
+    # /etc or /var/lib themselves never are.
+    deep = [d for d in dirs if d.count("/") >= 2 and d not in ("/var/lib", "/var/log", "/var/cache")]
+    owners = _owners(pm, root, deep)
+    trees = [d for d in deep if owners.get(d) == {package}]
+    # keep only the outermost of nested trees
+    trees = [t for t in trees if not any(t != o and t.startswith(o + "/") for o in trees)]
+    return PackagePaths(package, tuple(files), tuple(dirs), tuple(trees))

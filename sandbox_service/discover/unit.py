@@ -1,0 +1,140 @@
+"""Turn a host unit's effective settings (as systemd parsed them) into the sandbox's ServiceDef.
+
+This is where we decide what can be wrapped. Anything that cannot be carried into a private root is
+refused with the reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from ..errors import InvalidInput, NotWrappable
+from ..spec import EnvFile, EnvVar, ExecCommand, ExecFlag, ServiceDef, ServiceType
+from ..systemd import RawExec, UnitSettings
+
+_USEC_INFINITY = 2**64 - 1
+_FLAG_MAP = {
+    "ignore-failure": ExecFlag.IGNORE_FAILURE,
+    "no-env-expand": ExecFlag.NO_ENV_EXPAND,
+    "no-setuid": ExecFlag.NO_SETUID,
+}
+
+
+def unit_name_for(arg: str) -> str:
+    """`httpd` means `httpd.service` (the RHEL habit); other suffixes are refused with the reason."""
+    if "/" in arg or not arg or any(c.isspace() for c in arg):
+        raise InvalidInput(f"invalid unit name {arg!r}")
+    name = arg if "." in arg else f"{arg}.service"
+    if not name.endswith(".service"):
+        raise NotWrappable(
+            f"{name} is not a service unit",
+            "only .service units run a program that can be sandboxed; name the service it activates",
+        )
+    if name.endswith("@.service"):
+        raise NotWrappable(
+            f"{name} is a template", "name an instance instead, for example " + name.replace("@.", "@main.")
+        )
+    return name
+
+
+def service_def_from_settings(u: UnitSettings) -> ServiceDef:
+    _refuse_unwrappable(u)
+    try:
+        stype = ServiceType(u.type)
+    except ValueError:
+        raise NotWrappable(f"{u.id} has Type={u.type}, which cannot be sandboxed") from None
+    return ServiceDef(
+        type=stype,
+        exec_start_pre=_commands(u, "ExecStartPre", u.exec_start_pre),
+        exec_start=_commands(u, "ExecStart", u.exec_start),
+        exec_start_post=_commands(u, "ExecStartPost", u.exec_start_post),
+        exec_reload=_commands(u, "ExecReload", u.exec_reload),
+        exec_stop=_commands(u, "ExecStop", u.exec_stop),
+        exec_stop_post=_commands(u, "ExecStopPost", u.exec_stop_post),
+        pid_file=u.pid_file or None,
+        user=u.user or None,
+        group=u.group or None,
+        supplementary_groups=u.supplementary_groups,
+        environment=tuple(_env(e) for e in u.environment),
+        environment_files=tuple(EnvFile(p, optional) for p, optional in u.environment_files),
+        working_directory=u.working_directory or None,
+        umask=f"{u.umask:04o}",
+        kill_mode=u.kill_mode or None,
+        kill_signal=_signal_name(u.kill_signal),
+        timeout_start_sec=usec_to_timespan(u.timeout_start_usec),
+        timeout_stop_sec=usec_to_timespan(u.timeout_stop_usec),
+        restart=u.restart or None,
+        restart_sec=usec_to_timespan(u.restart_usec),
+        remain_after_exit=u.remain_after_exit,
+        state_directories=u.state_directories,
+        runtime_directories=u.runtime_directories,
+        logs_directories=u.logs_directories,
+        cache_directories=u.cache_directories,
+        configuration_directories=u.configuration_directories,
+        read_write_paths=u.read_write_paths,
+    )
+
+
+def _refuse_unwrappable(u: UnitSettings) -> None:
+    if u.root_directory or u.root_image:
+        raise NotWrappable(
+            f"{u.id} already runs in its own root ({u.root_directory or u.root_image})",
+            "a unit with RootDirectory= or RootImage= is a container already; wrap its program instead",
+        )
+    if u.dynamic_user:
+        raise NotWrappable(
+            f"{u.id} uses DynamicUser=yes",
+            "dynamic users live in the host's user database service, which a private root cannot reach; "
+            "create a sandbox with --user NAME -- COMMAND instead",
+        )
+    if u.type == "dbus":
+        raise NotWrappable(
+            f"{u.id} is Type=dbus and needs the host's system bus",
+            "the sandbox's private /run has no system bus socket; wrap a non-bus service",
+        )
+    if not u.exec_start and u.type != "oneshot":
+        raise NotWrappable(f"{u.id} has no ExecStart=; there is no program to sandbox")
+
+
+def _commands(u: UnitSettings, key: str, raws: tuple[RawExec, ...]) -> tuple[ExecCommand, ...]:
+    out = []
+    for raw in raws:
+        flags = []
+        for f in raw.flags:
+            if f in ("privileged", "ambient"):
+                raise NotWrappable(
+                    f"{u.id}: {key}= runs {raw.path} with the '{'+' if f == 'privileged' else '!!'}' prefix",
+                    "that prefix runs the command outside the sandbox's restrictions; "
+                    "remove it from the host unit with a drop-in, or wrap another unit",
+                )
+            if f in _FLAG_MAP:
+                flags.append(_FLAG_MAP[f])
+        out.append(ExecCommand(path=raw.path, argv=raw.argv, flags=tuple(flags), expand_env=True))
+    return tuple(out)
+
+
+def _env(assignment: str) -> EnvVar:
+    name, sep, value = assignment.partition("=")
+    if not sep:
+        raise NotWrappable(f"malformed environment entry {assignment!r}")
+    return EnvVar(name, value)
+
+
+def _signal_name(num: int) -> str:
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return str(num)
+
+
+def usec_to_timespan(usec: int) -> str | None:
+    """systemd timespans as unit-file text; microseconds are exact, so no precision is lost."""
+    if usec == _USEC_INFINITY:
+        return "infinity"
+    if usec == 0:
+        return "0"
+    if usec % 1_000_000 == 0:
+        return f"{usec // 1_000_000}s"
+    if usec % 1000 == 0:
+        return f"{usec // 1000}ms"
+    return f"{usec}us"

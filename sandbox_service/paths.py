@@ -1,0 +1,62 @@
+"""Where things live on disk. Every path is computed under an optional image root (--root, offline mode)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+SANDBOX_BASE = Path("/var/lib/sandbox-service")
+UNIT_DIR = Path("/etc/systemd/system")
+RUNTIME_BASE = Path("/run/sandbox-service")
+SPEC_FILE_NAME = "sandbox.yaml"
+UNIT_PREFIX = "sandbox-"
+
+
+def unit_base(name: str) -> str:
+    return f"{UNIT_PREFIX}{name}"
+
+
+def service_unit(name: str) -> str:
+    return f"{unit_base(name)}.service"
+
+
+def slice_unit(name: str) -> str:
+    return f"{unit_base(name)}.slice"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Absolute paths as seen from the running system, prefixed by `root` for file access."""
+
+    root: Path = Path("/")
+
+    def host(self, path: Path | str) -> Path:
+        """The on-disk location of an absolute path of the (possibly offline) system."""
+        return self.root / Path(path).relative_to("/")
+
+    @property
+    def sandbox_base(self) -> Path:
+        return self.host(SANDBOX_BASE)
+
+    @property
+    def unit_dir(self) -> Path:
+        return self.host(UNIT_DIR)
+
+    def sandbox_dir(self, name: str) -> Path:
+        return self.sandbox_base / name
+
+    def spec_file(self, name: str) -> Path:
+        return self.sandbox_dir(name) / SPEC_FILE_NAME
+
+    def sandbox_root(self, name: str) -> Path:
+        return self.sandbox_dir(name) / "root"
+
+
+def sandbox_root_path(name: str) -> str:
+    """The sandbox root as systemd sees it (never prefixed by --root: it is what goes into unit files)."""
+    return str(SANDBOX_BASE / name / "root")
+
+
+def runtime_dir_path(name: str) -> str:
+    """Host-visible directory bound over /run inside the sandbox, so PID files written there reach systemd."""
+    return str(RUNTIME_BASE / name)

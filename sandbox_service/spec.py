@@ -1,0 +1,275 @@
+"""The sandbox spec: one frozen dataclass per sandbox, the single source of truth.
+
+Everything the units need is in here; render.py only turns it into text and specfile.py only stores it.
+Validation happens once, when a spec is built (``__post_init__``), so nothing downstream re-checks.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+
+from .errors import InvalidInput
+
+NAME_MAX = 40
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
+_SIZE_RE = re.compile(r"^(infinity|[0-9]+[KMGT]?|[0-9]{1,3}%)$")
+_CPU_QUOTA_RE = re.compile(r"^[0-9]+%$")
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_.:+-]+$")
+
+
+class Kind(enum.Enum):
+    UNIT = "unit"  # wraps an existing host unit
+    GENERIC = "generic"  # any command, host /usr shared
+    CHROOT = "chroot"  # any command in its own tree
+
+
+class ServiceType(enum.Enum):
+    SIMPLE = "simple"
+    EXEC = "exec"
+    FORKING = "forking"
+    ONESHOT = "oneshot"
+    NOTIFY = "notify"
+    IDLE = "idle"
+
+
+class ExecFlag(enum.Enum):
+    """Exec line prefixes we keep. '+' (run outside the sandbox) is refused by discovery, never stored."""
+
+    IGNORE_FAILURE = "-"
+    NO_ENV_EXPAND = ":"
+    NO_SETUID = "!"
+
+
+class SELinuxMode(enum.Enum):
+    AUTO = "auto"
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+
+
+def check_name(name: str) -> str:
+    if not name:
+        raise InvalidInput("sandbox name is empty", "use a short lowercase name such as 'web'")
+    if len(name) > NAME_MAX:
+        raise InvalidInput(
+            f"sandbox name {name!r} is longer than {NAME_MAX} characters", "choose a shorter name"
+        )
+    if not _NAME_RE.match(name):
+        raise InvalidInput(
+            f"invalid sandbox name {name!r}",
+            "use lowercase letters, digits, '-' and '_', starting with a letter or digit",
+        )
+    return name
+
+
+def check_text(what: str, value: str) -> str:
+    """Reject what no unit-file line can carry: newlines and other control characters."""
+    for ch in value:
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            raise InvalidInput(
+                f"{what} contains a control character ({ch!r}): {value!r}",
+                "newlines and control characters cannot be expressed in a unit file",
+            )
+    return value
+
+
+def check_abs_path(what: str, value: str) -> str:
+    check_text(what, value)
+    if not value.startswith("/"):
+        raise InvalidInput(f"{what} must be an absolute path, got {value!r}")
+    parts = value.split("/")
+    if ".." in parts or "." in parts[1:]:
+        raise InvalidInput(f"{what} must be a normalized path without '.' or '..': {value!r}")
+    return value
+
+
+def check_rel_dir(what: str, value: str) -> str:
+    """StateDirectory= and friends: relative paths below /var/lib, /run, ..."""
+    check_text(what, value)
+    if not value or value.startswith("/") or ".." in value.split("/"):
+        raise InvalidInput(f"{what} must be a relative path without '..': {value!r}")
+    return value
+
+
+def check_token(what: str, value: str) -> str:
+    """Short unit-file values (signals, modes, durations): no spaces, no quotes, no specifiers."""
+    if not _TOKEN_RE.match(value):
+        raise InvalidInput(f"{what} has an unexpected value {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ExecCommand:
+    """One Exec*= line. ``argv[0]`` is what the program sees; ``path`` is what is executed.
+
+    ``expand_env`` records where the words came from: a host unit's words keep systemd's ``$VAR`` syntax
+    (systemd expands them when the command runs), while words typed by a user are literal, so a ``$`` in
+    them is escaped as ``$$`` when rendered.
+    """
+
+    path: str
+    argv: tuple[str, ...]
+    flags: tuple[ExecFlag, ...] = ()
+    expand_env: bool = False
+
+    def __post_init__(self) -> None:
+        check_abs_path("executable path", self.path)
+        if not self.argv:
+            raise InvalidInput(f"command {self.path!r} has no arguments (argv[0] is missing)")
+        for word in self.argv:
+            check_text("command argument", word)
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    value: str
+
+    def __post_init__(self) -> None:
+        if not _ENV_NAME_RE.match(self.name):
+            raise InvalidInput(f"invalid environment variable name {self.name!r}")
+        check_text(f"value of environment variable {self.name}", self.value)
+
+
+@dataclass(frozen=True)
+class EnvFile:
+    path: str
+    optional: bool = False
+
+    def __post_init__(self) -> None:
+        check_abs_path("EnvironmentFile", self.path)
+
+
+@dataclass(frozen=True)
+class ServiceDef:
+    """The wrapped program: the host unit's [Service] settings that carry over into the sandbox."""
+
+    type: ServiceType = ServiceType.EXEC
+    exec_start: tuple[ExecCommand, ...] = ()
+    exec_start_pre: tuple[ExecCommand, ...] = ()
+    exec_start_post: tuple[ExecCommand, ...] = ()
+    exec_reload: tuple[ExecCommand, ...] = ()
+    exec_stop: tuple[ExecCommand, ...] = ()
+    exec_stop_post: tuple[ExecCommand, ...] = ()
+    pid_file: str | None = None  # as the service sees it, inside the sandbox
+    user: str | None = None
+    group: str | None = None
+    supplementary_groups: tuple[str, ...] = ()
+    environment: tuple[EnvVar, ...] = ()
+    environment_files: tuple[EnvFile, ...] = ()
+    working_directory: str | None = None
+    umask: str | None = None
+    kill_mode: str | None = None
+    kill_signal: str | None = None
+    timeout_start_sec: str | None = None
+    timeout_stop_sec: str | None = None
+    restart: str | None = None
+    restart_sec: str | None = None
+    remain_after_exit: bool = False
+    state_directories: tuple[str, ...] = ()
+    runtime_directories: tuple[str, ...] = ()
+    logs_directories: tuple[str, ...] = ()
+    cache_directories: tuple[str, ...] = ()
+    configuration_directories: tuple[str, ...] = ()
+    read_write_paths: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.exec_start and self.type is not ServiceType.ONESHOT:
+            raise InvalidInput("the service has no ExecStart= command")
+        if self.pid_file is not None:
+            check_abs_path("PIDFile", self.pid_file)
+            if not self.pid_file.startswith("/run/"):
+                raise InvalidInput(
+                    f"PIDFile={self.pid_file} is outside /run",
+                    "only PID files under /run can be made visible to the host's systemd",
+                )
+        for who in (self.user, self.group, *self.supplementary_groups):
+            if who is not None and not _USER_RE.match(who):
+                raise InvalidInput(f"invalid user or group name {who!r}")
+        if self.working_directory is not None:
+            wd = self.working_directory.removeprefix("-")
+            if wd != "~":
+                check_abs_path("WorkingDirectory", wd)
+        if self.umask is not None and not re.fullmatch(r"[0-7]{3,4}", self.umask):
+            raise InvalidInput(f"invalid UMask {self.umask!r}")
+        for what, value in (
+            ("KillMode", self.kill_mode),
+            ("KillSignal", self.kill_signal),
+            ("TimeoutStartSec", self.timeout_start_sec),
+            ("TimeoutStopSec", self.timeout_stop_sec),
+            ("Restart", self.restart),
+            ("RestartSec", self.restart_sec),
+        ):
+            if value is not None:
+                check_token(what, value)
+        for d in (
+            *self.state_directories,
+            *self.runtime_directories,
+            *self.logs_directories,
+            *self.cache_directories,
+            *self.configuration_directories,
+        ):
+            check_rel_dir("directory setting", d)
+        for p in self.read_write_paths:
+            check_abs_path("ReadWritePaths", p.removeprefix("-"))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits carried by sandbox-NAME.slice. None means: systemd's default."""
+
+    memory_max: str | None = None
+    cpu_quota: str | None = None
+    cpu_weight: int | None = None
+    io_weight: int | None = None
+    tasks_max: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.memory_max is not None and not _SIZE_RE.match(self.memory_max):
+            raise InvalidInput(
+                f"invalid memory limit {self.memory_max!r}", "use bytes with K/M/G/T, a percentage, or 'infinity'"
+            )
+        if self.cpu_quota is not None and not _CPU_QUOTA_RE.match(self.cpu_quota):
+            raise InvalidInput(f"invalid CPU quota {self.cpu_quota!r}", "use a percentage such as 50% or 200%")
+        for what, value, lo, hi in (
+            ("CPU weight", self.cpu_weight, 1, 10000),
+            ("IO weight", self.io_weight, 1, 10000),
+            ("tasks limit", self.tasks_max, 1, 4194304),
+        ):
+            if value is not None and not lo <= value <= hi:
+                raise InvalidInput(f"{what} {value} is out of range", f"use a number from {lo} to {hi}")
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    name: str
+    kind: Kind
+    service: ServiceDef
+    description: str = ""
+    source_unit: str | None = None  # the wrapped host unit, for Kind.UNIT
+    source_package: str | None = None
+    packages: tuple[str, ...] = ()  # packages whose /etc and /var files were copied
+    copies: tuple[str, ...] = ()  # every host path copied into the private tree (recorded for upgrade)
+    limits: Limits = field(default_factory=Limits)
+    selinux: SELinuxMode = SELinuxMode.AUTO
+    selinux_level: str | None = None
+    chroot: str | None = None  # Kind.CHROOT: the tree used as root instead of the sandbox's own
+    readonly_binds: tuple[str, ...] = ("/usr",)  # host directories shared read-only (not for CHROOT)
+    enabled: bool = False  # started by sandbox.target at boot
+
+    def __post_init__(self) -> None:
+        check_name(self.name)
+        check_text("description", self.description)
+        for p in self.copies:
+            check_abs_path("copied path", p)
+        if self.chroot is not None:
+            check_abs_path("chroot directory", self.chroot)
+        for p in self.readonly_binds:
+            check_abs_path("read-only bind", p)
+        if (self.kind is Kind.CHROOT) != (self.chroot is not None):
+            raise InvalidInput("a chroot sandbox needs a chroot directory, and only it may have one")
+        if self.selinux_level is not None and not re.fullmatch(r"s0(:c[0-9]+,c[0-9]+)?", self.selinux_level):
+            raise InvalidInput(f"invalid SELinux level {self.selinux_level!r}")

@@ -1,0 +1,347 @@
+"""All D-Bus traffic with systemd (PID 1) goes through this module.
+
+Methods are typed and return dataclasses; pystemd's exceptions are translated into our errors here, so
+no other module sees a pystemd type. A command opens one connection, issues at most one Reload, and waits
+for jobs by subscribing to JobRemoved *before* enqueueing them, so a fast job cannot finish unseen.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import DBusError, JobFailed, NotFound, PermissionDenied, SystemdUnavailable
+
+SYSTEMD_BUS_NAME = b"org.freedesktop.systemd1"
+MANAGER_PATH = b"/org/freedesktop/systemd1"
+MANAGER_IFACE = b"org.freedesktop.systemd1.Manager"
+UNIT_IFACE = b"org.freedesktop.systemd1.Unit"
+SERVICE_IFACE = b"org.freedesktop.systemd1.Service"
+PROPS_IFACE = b"org.freedesktop.DBus.Properties"
+JOB_TIMEOUT_SEC = 300.0
+
+
+def systemd_running(root: str = "/") -> bool:
+    """sd_booted(): true when systemd is PID 1 of the system we would talk to."""
+    return root == "/" and os.path.isdir("/run/systemd/system")
+
+
+@dataclass(frozen=True)
+class RawExec:
+    path: str
+    argv: tuple[str, ...]
+    flags: tuple[str, ...]  # systemd's ExecXxxEx flag names: ignore-failure, privileged, no-setuid, ...
+
+
+@dataclass(frozen=True)
+class UnitSettings:
+    """What systemd itself parsed for a service unit (fragment plus drop-ins)."""
+
+    id: str
+    names: tuple[str, ...]
+    load_state: str
+    fragment_path: str
+    dropin_paths: tuple[str, ...]
+    description: str
+    type: str
+    exec_start_pre: tuple[RawExec, ...]
+    exec_start: tuple[RawExec, ...]
+    exec_start_post: tuple[RawExec, ...]
+    exec_reload: tuple[RawExec, ...]
+    exec_stop: tuple[RawExec, ...]
+    exec_stop_post: tuple[RawExec, ...]
+    pid_file: str
+    user: str
+    group: str
+    supplementary_groups: tuple[str, ...]
+    environment: tuple[str, ...]
+    environment_files: tuple[tuple[str, bool], ...]
+    working_directory: str
+    umask: int
+    kill_mode: str
+    kill_signal: int
+    timeout_start_usec: int
+    timeout_stop_usec: int
+    restart: str
+    restart_usec: int
+    remain_after_exit: bool
+    state_directories: tuple[str, ...]
+    runtime_directories: tuple[str, ...]
+    logs_directories: tuple[str, ...]
+    cache_directories: tuple[str, ...]
+    configuration_directories: tuple[str, ...]
+    read_write_paths: tuple[str, ...]
+    dynamic_user: bool
+    root_directory: str
+    root_image: str
+    bus_name: str
+    capability_bounding_set: int
+    ambient_capabilities: int
+
+
+@dataclass(frozen=True)
+class UnitState:
+    name: str
+    load_state: str
+    active_state: str
+    sub_state: str
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    load_state: str
+    active_state: str
+    sub_state: str
+    result: str
+    main_pid: int
+    memory_current: int | None  # None when systemd does not account it
+    tasks_current: int | None
+    slice: str
+    fragment_path: str
+    unit_file_state: str
+
+
+_UINT64_MAX = 2**64 - 1
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _strs(values: Any) -> tuple[str, ...]:
+    return tuple(_s(v) for v in values)
+
+
+def _optional_counter(value: Any) -> int | None:
+    return None if value == _UINT64_MAX else int(value)
+
+
+def _raw_exec(entries: Any) -> tuple[RawExec, ...]:
+    return tuple(RawExec(path=_s(e[0]), argv=_strs(e[1]), flags=_strs(e[2])) for e in entries)
+
+
+def _translate(exc: Exception, what: str) -> Exception:
+    from pystemd import dbusexc  # lazily: pystemd is only needed when systemd is used
+
+    text = str(exc)
+    if "[err" in text and "]: b'" in text:
+        text = text.split("]: b'", 1)[1].rstrip("'")
+    if isinstance(exc, dbusexc.DBusNoSuchUnitError):
+        return NotFound(f"{what}: {text}")
+    if isinstance(exc, (dbusexc.DBusAccessDeniedError, dbusexc.DBusAuthFailedError)):
+        return PermissionDenied(f"{what}: {text}", "run as root")
+    return DBusError(f"{what}: {text}")
+
+
+class Systemd:
+    """A connection to the system manager. Use as a context manager: `with Systemd() as sd: ...`."""
+
+    def __init__(self) -> None:
+        if not systemd_running():
+            raise SystemdUnavailable(
+                "systemd is not running on this system (no /run/systemd/system)",
+                "boot with systemd, or work on files only with --root DIR",
+            )
+        from pystemd.dbuslib import DBus
+
+        self._bus = DBus()
+        try:
+            self._bus.open()
+        except Exception as exc:
+            raise SystemdUnavailable(f"cannot connect to the system bus: {exc}") from exc
+        self._subscribed = False
+
+    def __enter__(self) -> Systemd:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bus.close()
+
+    # -- low level ---------------------------------------------------------------------------------
+
+    def _call(self, path: bytes, iface: bytes, method: bytes, signature: bytes, args: Sequence[Any]) -> Any:
+        from pystemd.dbuslib import apply_signature
+
+        try:
+            reply = self._bus.call_method(
+                SYSTEMD_BUS_NAME, path, iface, method, apply_signature(signature, list(args)) if signature else []
+            )
+        except Exception as exc:
+            raise _translate(exc, f"{method.decode()} failed") from exc
+        return reply.body
+
+    def _manager(self, method: bytes, signature: bytes = b"", *args: Any) -> Any:
+        return self._call(MANAGER_PATH, MANAGER_IFACE, method, signature, args)
+
+    def _get_all(self, path: bytes, iface: bytes) -> dict[bytes, Any]:
+        result: dict[bytes, Any] = self._call(path, PROPS_IFACE, b"GetAll", b"s", [iface])
+        return result
+
+    def _unit_path(self, name: str) -> bytes:
+        path: bytes = self._manager(b"LoadUnit", b"s", name.encode())
+        return path
+
+    # -- manager -----------------------------------------------------------------------------------
+
+    def version(self) -> str:
+        return _s(self._call(MANAGER_PATH, PROPS_IFACE, b"Get", b"ss", [MANAGER_IFACE, b"Version"]))
+
+    def reload(self) -> None:
+        self._manager(b"Reload")
+
+    def enable(self, unit_files: Sequence[str]) -> None:
+        if unit_files:
+            self._manager(b"EnableUnitFiles", b"asbb", [u.encode() for u in unit_files], False, True)
+
+    def disable(self, unit_files: Sequence[str]) -> None:
+        if unit_files:
+            self._manager(b"DisableUnitFiles", b"asb", [u.encode() for u in unit_files], False)
+
+    def reset_failed(self, unit: str) -> None:
+        try:
+            self._manager(b"ResetFailedUnit", b"s", unit.encode())
+        except NotFound:
+            pass
+
+    def list_units(self, patterns: Sequence[str]) -> list[UnitState]:
+        """Every loaded unit matching the patterns, from one D-Bus call."""
+        rows = self._manager(b"ListUnitsByPatterns", b"asas", [], [p.encode() for p in patterns])
+        return [UnitState(_s(r[0]), _s(r[2]), _s(r[3]), _s(r[4])) for r in rows]
+
+    # -- units -------------------------------------------------------------------------------------
+
+    def unit_settings(self, name: str) -> UnitSettings:
+        path = self._unit_path(name)
+        unit = self._get_all(path, UNIT_IFACE)
+        if _s(unit[b"LoadState"]) != "loaded":
+            raise NotFound(
+                f"unit {name} is not available (load state: {_s(unit[b'LoadState'])})",
+                "check the name with: systemctl list-unit-files",
+            )
+        svc = self._get_all(path, SERVICE_IFACE)
+
+        def ex(key: str) -> tuple[RawExec, ...]:
+            return _raw_exec(svc.get(f"{key}Ex".encode(), []))
+
+        return UnitSettings(
+            id=_s(unit[b"Id"]),
+            names=_strs(unit[b"Names"]),
+            load_state=_s(unit[b"LoadState"]),
+            fragment_path=_s(unit[b"FragmentPath"]),
+            dropin_paths=_strs(unit[b"DropInPaths"]),
+            description=_s(unit[b"Description"]),
+            type=_s(svc[b"Type"]),
+            exec_start_pre=ex("ExecStartPre"),
+            exec_start=ex("ExecStart"),
+            exec_start_post=ex("ExecStartPost"),
+            exec_reload=ex("ExecReload"),
+            exec_stop=ex("ExecStop"),
+            exec_stop_post=ex("ExecStopPost"),
+            pid_file=_s(svc[b"PIDFile"]),
+            user=_s(svc[b"User"]),
+            group=_s(svc[b"Group"]),
+            supplementary_groups=_strs(svc[b"SupplementaryGroups"]),
+            environment=_strs(svc[b"Environment"]),
+            environment_files=tuple((_s(p), bool(o)) for p, o in svc[b"EnvironmentFiles"]),
+            working_directory=_s(svc[b"WorkingDirectory"]),
+            umask=int(svc[b"UMask"]),
+            kill_mode=_s(svc[b"KillMode"]),
+            kill_signal=int(svc[b"KillSignal"]),
+            timeout_start_usec=int(svc[b"TimeoutStartUSec"]),
+            timeout_stop_usec=int(svc[b"TimeoutStopUSec"]),
+            restart=_s(svc[b"Restart"]),
+            restart_usec=int(svc[b"RestartUSec"]),
+            remain_after_exit=bool(svc[b"RemainAfterExit"]),
+            state_directories=_strs(svc[b"StateDirectory"]),
+            runtime_directories=_strs(svc[b"RuntimeDirectory"]),
+            logs_directories=_strs(svc[b"LogsDirectory"]),
+            cache_directories=_strs(svc[b"CacheDirectory"]),
+            configuration_directories=_strs(svc[b"ConfigurationDirectory"]),
+            read_write_paths=_strs(svc[b"ReadWritePaths"]),
+            dynamic_user=bool(svc[b"DynamicUser"]),
+            root_directory=_s(svc[b"RootDirectory"]),
+            root_image=_s(svc[b"RootImage"]),
+            bus_name=_s(svc[b"BusName"]),
+            capability_bounding_set=int(svc[b"CapabilityBoundingSet"]),
+            ambient_capabilities=int(svc[b"AmbientCapabilities"]),
+        )
+
+    def service_status(self, name: str) -> ServiceStatus:
+        path = self._unit_path(name)
+        unit = self._get_all(path, UNIT_IFACE)
+        svc = self._get_all(path, SERVICE_IFACE) if _s(unit[b"LoadState"]) == "loaded" else {}
+        return ServiceStatus(
+            name=name,
+            load_state=_s(unit[b"LoadState"]),
+            active_state=_s(unit[b"ActiveState"]),
+            sub_state=_s(unit[b"SubState"]),
+            result=_s(svc.get(b"Result", b"")),
+            main_pid=int(svc.get(b"MainPID", 0)),
+            memory_current=_optional_counter(svc.get(b"MemoryCurrent", _UINT64_MAX)),
+            tasks_current=_optional_counter(svc.get(b"TasksCurrent", _UINT64_MAX)),
+            slice=_s(svc.get(b"Slice", b"")),
+            fragment_path=_s(unit[b"FragmentPath"]),
+            unit_file_state=_s(unit[b"UnitFileState"]),
+        )
+
+    def service_property(self, name: str, prop: str) -> Any:
+        """One property of a service unit, for callers that need a value no dataclass here carries."""
+        path = self._unit_path(name)
+        return self._call(path, PROPS_IFACE, b"Get", b"ss", [SERVICE_IFACE, prop.encode()])
+
+    # -- jobs --------------------------------------------------------------------------------------
+
+    def start(self, units: Sequence[str]) -> None:
+        self._run_jobs(b"StartUnit", units)
+
+    def stop(self, units: Sequence[str]) -> None:
+        self._run_jobs(b"StopUnit", units)
+
+    def restart(self, units: Sequence[str]) -> None:
+        self._run_jobs(b"RestartUnit", units)
+
+    def reload_unit(self, units: Sequence[str]) -> None:
+        self._run_jobs(b"ReloadUnit", units)
+
+    def _run_jobs(self, method: bytes, units: Sequence[str]) -> None:
+        """Enqueue one job per unit and wait until systemd reports each as removed, with its result."""
+        results: dict[bytes, str] = {}
+
+        def on_job_removed(msg: Any, error: Any = None, userdata: Any = None) -> None:
+            msg.process_reply(False)
+            _job_id, job_path, _unit, result = msg.body
+            results[job_path] = _s(result)
+
+        if not self._subscribed:
+            self._bus.match_signal(SYSTEMD_BUS_NAME, MANAGER_PATH, MANAGER_IFACE, b"JobRemoved", on_job_removed)
+            self._manager(b"Subscribe")
+            self._subscribed = True
+        jobs = {unit: self._manager(method, b"ss", unit.encode(), b"replace") for unit in units}
+        deadline = time.monotonic() + JOB_TIMEOUT_SEC
+        for _ in self._pump(deadline):
+            if all(job in results for job in jobs.values()):
+                break
+        failed = [(unit, results.get(job, "timeout")) for unit, job in jobs.items() if results.get(job) != "done"]
+        if failed:
+            unit, result = failed[0]
+            verb = method.decode().removesuffix("Unit").lower()
+            raise JobFailed(f"{verb} of {unit} failed (job result: {result})", unit=unit)
+
+    def _pump(self, deadline: float) -> Iterator[None]:
+        """Dispatch incoming messages (running signal callbacks) until the deadline passes."""
+        while time.monotonic() < deadline:
+            while not self._bus.process().is_empty():
+                pass
+            yield
+            self._bus.wait(200_000)
+
+
+@contextmanager
+def connect() -> Iterator[Systemd]:
+    with Systemd() as sd:
+        yield sd
