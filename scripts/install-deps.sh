@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Install everything the project's tests and demo need on a Debian 12 machine,
+# and the development virtualenv at .venv.  Idempotent, and quick when nothing
+# is missing.  Run as root.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+packages=(
+    systemd systemd-container libsystemd-dev pkg-config gcc python3-dev python3-venv
+    python3-selinux nginx-light apache2 curl iproute2 selinux-policy-dev rpm groff-base
+    busybox-static make
+)
+
+# Services installed by apt (nginx, apache2, ...) must not be started on this
+# machine: the tests run them inside throwaway containers only, and a host copy
+# would hold their ports and state.  invoke-rc.d asks policy-rc.d first, and
+# exit status 101 means "action forbidden".  An existing policy is left as is.
+if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\n# Written by sandbox-service scripts/install-deps.sh: no service starts during apt.\nexit 101\n' \
+        >/usr/sbin/policy-rc.d
+    chmod 0755 /usr/sbin/policy-rc.d
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)
+    [[ $status == installed ]] || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    echo "install-deps: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends "${packages[@]}"
+fi
+
+if [[ ! -x .venv/bin/python ]]; then
+    # System site packages: Debian's python3-selinux has no PyPI build.
+    /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+stamp=.venv/.deps-stamp
+if [[ ! $stamp -nt pyproject.toml ]]; then
+    .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+    touch "$stamp"
+fi

@@ -1,0 +1,36 @@
+"""Shared fixtures: the repository root, and one throwaway systemd box per test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.box import SystemdBox, cleanup_stale_boxes, hidden_in_box
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    """The repository root (on the host; the same path inside the box)."""
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def box() -> Iterator[SystemdBox]:
+    """A booted systemd container on a throwaway overlay of the host root, shared by the session.
+
+    Everything a test changes inside lasts until the session ends, so tests
+    clean up the units they start.  The host's /tmp is not visible inside (the
+    box has its own tmpfs there); the repository is, at the same path.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("the systemd box needs root (mounts, systemd-nspawn, nsenter)")
+    cleanup_stale_boxes()
+    # A checkout under /tmp would be hidden by the box's own /tmp: pass it in.
+    binds = [REPO] if hidden_in_box(REPO) else []
+    with SystemdBox(read_only_binds=binds) as booted:
+        yield booted

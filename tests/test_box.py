@@ -1,0 +1,113 @@
+"""The test harness itself: the box boots, is isolated from the host, and leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.box import DEFAULT_QUIET_UNITS, STATE_PARENT, STATE_PREFIX, SystemdBox
+
+pytestmark = pytest.mark.box
+
+HOST_WANTS = Path("/etc/systemd/system/multi-user.target.wants")
+
+
+@pytest.fixture
+def host_tmp_marker() -> Iterator[Path]:
+    """A file in the host's /tmp, which a systemd booted carelessly would delete."""
+    fd, name = tempfile.mkstemp(prefix="sandbox-service-box-marker-", dir="/tmp")
+    os.close(fd)
+    marker = Path(name)
+    yield marker
+    marker.unlink(missing_ok=True)
+
+
+def _mounted(path: Path) -> bool:
+    with open("/proc/self/mountinfo") as info:
+        return any(line.split()[4] == str(path) for line in info)
+
+
+def _system_state(box: SystemdBox) -> str:
+    return box.run(["systemctl", "is-system-running"], check=False).stdout.strip()
+
+
+def _installed(unit: str) -> bool:
+    return any((Path(d) / unit).is_file() for d in ("/lib/systemd/system", "/usr/lib/systemd/system"))
+
+
+def test_box_is_up(box: SystemdBox) -> None:
+    assert _system_state(box) in ("running", "degraded")
+
+
+def test_pid1_inside_is_systemd(box: SystemdBox) -> None:
+    assert box.run(["cat", "/proc/1/comm"]).stdout.strip() == "systemd"
+    assert box.run(["readlink", "/proc/1/exe"]).stdout.strip().endswith("/systemd")
+
+
+def test_box_tmp_cleanup_spares_host_tmp(box: SystemdBox, host_tmp_marker: Path) -> None:
+    # What systemd-tmpfiles-setup.service runs at boot (it refuses a manual restart),
+    # which empties /tmp, and the periodic clean-up unit.
+    box.run(["systemd-tmpfiles", "--create", "--remove", "--boot"], check=False)
+    box.run(["systemctl", "restart", "systemd-tmpfiles-clean.service"])
+    assert host_tmp_marker.exists()
+    # ...and the box's /tmp is its own.
+    assert box.run(["test", "-e", str(host_tmp_marker)], check=False).returncode == 1
+
+
+def test_repo_visible_inside(box: SystemdBox, repo: Path) -> None:
+    pyproject = repo / "pyproject.toml"
+    assert box.run(["cat", str(pyproject)]).stdout == pyproject.read_text()
+
+
+def test_quiet_units_are_not_enabled(box: SystemdBox) -> None:
+    for unit in DEFAULT_QUIET_UNITS:
+        if not _installed(unit):
+            pytest.fail(f"{unit} is not installed on the host; run scripts/install-deps.sh")
+        # The unit file is still there and loads...
+        fragment = box.run(["systemctl", "show", "-P", "FragmentPath", unit]).stdout.strip()
+        assert fragment and box.run(["test", "-f", fragment], check=False).returncode == 0
+        # ...but nothing pulls it in at boot.
+        enabled = box.run(["systemctl", "is-enabled", unit], check=False).stdout.strip()
+        assert enabled != "enabled"
+        assert not box.path(f"{HOST_WANTS}/{unit}").is_symlink()
+
+
+def test_files_written_through_the_overlay_are_seen_inside(box: SystemdBox) -> None:
+    host_side = box.write_file("/etc/sandbox-service-box-test.conf", "hello\n")
+    try:
+        assert box.run(["cat", "/etc/sandbox-service-box-test.conf"]).stdout == "hello\n"
+        assert box.read_file("/etc/sandbox-service-box-test.conf") == "hello\n"
+        assert not Path("/etc/sandbox-service-box-test.conf").exists()
+    finally:
+        host_side.unlink()
+
+
+def test_second_box_boots_quietly_and_tears_down_cleanly(host_tmp_marker: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the systemd box needs root")
+    state_dir = STATE_PARENT / f"{STATE_PREFIX}{os.getpid()}-second"
+    host_links = {unit: os.path.lexists(HOST_WANTS / unit) for unit in DEFAULT_QUIET_UNITS}
+    with SystemdBox(state_dir) as second:
+        assert _system_state(second) in ("running", "degraded")
+        assert _mounted(second.merged)
+        for unit in DEFAULT_QUIET_UNITS:
+            if not _installed(unit):
+                continue
+            active = second.run(["systemctl", "is-active", unit], check=False).stdout.strip()
+            assert active == "inactive", unit
+            # Not even started and stopped again during boot.
+            entered = second.run(["systemctl", "show", "-P", "ActiveEnterTimestampMonotonic", unit])
+            assert entered.stdout.strip() == "0", unit
+        nspawn_pid = second.nspawn_pid
+    assert host_tmp_marker.exists()
+    # The box removed wants links in its overlay only; the host's configuration is as it was.
+    assert host_links == {unit: os.path.lexists(HOST_WANTS / unit) for unit in DEFAULT_QUIET_UNITS}
+    assert not state_dir.exists()
+    assert not _mounted(state_dir / "merged") and not _mounted(state_dir)
+    alive = subprocess.run(["ps", "-o", "stat=", "-p", str(nspawn_pid)], capture_output=True, text=True)
+    assert alive.stdout.strip() in ("", "Z"), "systemd-nspawn outlived the box"
