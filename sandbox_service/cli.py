@@ -308,6 +308,12 @@ def main() -> None:
             for line in journal:
                 print(f"  {line}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug: say so briefly; --debug shows where
+        if _State.debug:
+            traceback.print_exc()
+        print(f"sandbox-service: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("hint: rerun with --debug for a traceback, and report it", file=sys.stderr)
+        sys.exit(70)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ it handles.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -67,11 +68,12 @@ def sandbox_names(layout: Layout) -> list[str]:
 
 
 def _job(sd: Systemd, verb: str, units: list[str]) -> None:
+    began = time.time()
     try:
         getattr(sd, verb)(units)
     except JobFailed as exc:
         unit = exc.unit or units[0]
-        raise JobFailed(exc.message, exc.hint, unit, tail(unit)) from exc
+        raise JobFailed(exc.message, exc.hint, unit, tail(unit, since=began)) from exc
 
 
 def start(layout: Layout, names: Sequence[str]) -> None:
@@ -160,7 +162,8 @@ def delete(layout: Layout, names: Sequence[str], keep_data: bool = False) -> lis
     if online:
         with Systemd() as sd:
             services = [service_unit(s.name) for s in specs]
-            _job(sd, "stop", services)
+            # stopping the slice too unloads it; everything of the sandbox runs inside it
+            _job(sd, "stop", services + [slice_unit(s.name) for s in specs])
             sd.disable(services)
             for s in specs:
                 removed += remove_units(layout, unit_paths[s.name], s.name)

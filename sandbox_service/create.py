@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
@@ -191,10 +192,11 @@ def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> C
                 sd.enable(["sandbox.target", service])
             if req.now:
                 tx.on_rollback(lambda: _stop_quietly(sd, service))
+                began = time.time()
                 try:
                     sd.start([service])
                 except JobFailed as exc:
-                    raise JobFailed(exc.message, exc.hint, exc.unit, tail(service)) from exc
+                    raise JobFailed(exc.message, exc.hint, exc.unit, tail(service, since=began)) from exc
                 started = True
         elif req.enable:
             enable_links(tx, layout, service, "sandbox.target")

@@ -10,8 +10,12 @@ def unit_args(name: str) -> list[str]:
     return ["-u", service_unit(name), "-u", slice_unit(name), "-u", f"{unit_base(name)}-*"]
 
 
-def tail(unit: str, lines: int = 15) -> tuple[str, ...]:
-    res = run(["journalctl", "--no-pager", "-o", "short", "-n", str(lines), "-u", unit], check=False)
+def tail(unit: str, since: float | None = None, lines: int = 15) -> tuple[str, ...]:
+    """The unit's last journal lines, only those logged after `since` (a time.time() value) if given."""
+    argv = ["journalctl", "--no-pager", "-o", "short", "-n", str(lines), "-u", unit]
+    if since is not None:
+        argv += ["--since", f"@{since:.6f}"]
+    res = run(argv, check=False)
     return tuple(line for line in res.stdout.splitlines() if line and not line.startswith("-- "))
 
 

@@ -155,6 +155,7 @@ class Systemd:
         except Exception as exc:
             raise SystemdUnavailable(f"cannot connect to the system bus: {exc}") from exc
         self._subscribed = False
+        self._job_results: dict[bytes, str] = {}
 
     def __enter__(self) -> Systemd:
         return self
@@ -310,17 +311,17 @@ class Systemd:
 
     def _run_jobs(self, method: bytes, units: Sequence[str]) -> None:
         """Enqueue one job per unit and wait until systemd reports each as removed, with its result."""
-        results: dict[bytes, str] = {}
-
-        def on_job_removed(msg: Any, error: Any = None, userdata: Any = None) -> None:
-            msg.process_reply(False)
-            _job_id, job_path, _unit, result = msg.body
-            results[job_path] = _s(result)
-
+        # The callback is registered once per connection and records into self._job_results, so
+        # results of jobs that finish before their enqueue call even returns are not lost.
         if not self._subscribed:
+
+            def on_job_removed(msg: Any, error: Any = None, userdata: Any = None) -> None:
+                self._on_job_removed(msg)  # pystemd tags the callback object, so it must be a function
+
             self._bus.match_signal(SYSTEMD_BUS_NAME, MANAGER_PATH, MANAGER_IFACE, b"JobRemoved", on_job_removed)
             self._manager(b"Subscribe")
             self._subscribed = True
+        results = self._job_results
         jobs = {unit: self._manager(method, b"ss", unit.encode(), b"replace") for unit in units}
         deadline = time.monotonic() + JOB_TIMEOUT_SEC
         for _ in self._pump(deadline):
@@ -331,6 +332,11 @@ class Systemd:
             unit, result = failed[0]
             verb = method.decode().removesuffix("Unit").lower()
             raise JobFailed(f"{verb} of {unit} failed (job result: {result})", unit=unit)
+
+    def _on_job_removed(self, msg: Any) -> None:
+        msg.process_reply(False)
+        _job_id, job_path, _unit, result = msg.body
+        self._job_results[job_path] = _s(result)
 
     def _pump(self, deadline: float) -> Iterator[None]:
         """Dispatch incoming messages (running signal callbacks) until the deadline passes."""

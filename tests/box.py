@@ -378,7 +378,7 @@ class SystemdBox:
                     raise self._boot_failure(f"box boot failed: system state is {state!r}")
             if time.monotonic() > deadline:
                 raise self._boot_failure(
-                    f"box did not finish booting within {self.boot_timeout:.0f} s (last state: {state})"
+                    f"box did not finish booting within {self.boot_timeout:g} s (last state: {state})"
                 )
             time.sleep(0.2)
 
@@ -426,9 +426,12 @@ class SystemdBox:
                 self.state_dir.rmdir()  # only if empty: never delete what we did not make
 
     def _stop(self) -> None:
-        nspawn, leader = self._nspawn, self._leader
+        nspawn = self._nspawn
         if nspawn is None:
             return
+        leader = self._leader
+        if leader is None and not self._nspawn_exited():
+            leader = self._find_leader(nspawn)  # boot may have failed before it was seen
         if leader is not None and self.running:
             with suppress(subprocess.SubprocessError, OSError):
                 subprocess.run(
@@ -438,34 +441,35 @@ class SystemdBox:
                     timeout=15,
                 )
         elif not self._nspawn_exited():
-            # No systemd to talk to (boot failed early): nspawn turns SIGTERM into a
-            # shutdown request for the box, or gives up itself.
+            # No systemd to talk to: nspawn turns SIGTERM into a shutdown request for
+            # the box, or gives up itself.
             with suppress(OSError):
                 os.kill(nspawn.pid, signal.SIGTERM)
-        if self._wait_exit(SHUTDOWN_TIMEOUT):
+        if self._wait_exit(leader, SHUTDOWN_TIMEOUT):
             return
-        # Hard stop: nspawn's whole session, then the box's PID 1, which takes its
-        # PID namespace (every process in the box) with it.
+        # Hard stop: the box's PID 1, which takes its PID namespace (every process in
+        # the box) with it, then nspawn's whole session.
+        if leader is not None:
+            with suppress(OSError):
+                if leader.alive():
+                    os.kill(leader.pid, signal.SIGKILL)
         with suppress(OSError):
             os.killpg(nspawn.pid, signal.SIGKILL)
-        if leader is not None and leader.alive():
-            with suppress(OSError):
-                os.kill(leader.pid, signal.SIGKILL)
-        if not self._wait_exit(10):
-            raise BoxError(f"systemd-nspawn (PID {nspawn.pid}) survived SIGKILL")
+        if not self._wait_exit(leader, 10):
+            raise BoxError(f"systemd-nspawn (PID {nspawn.pid}) or its PID 1 survived SIGKILL")
 
-    def _wait_exit(self, timeout: float) -> bool:
+    def _wait_exit(self, leader: _Proc | None, timeout: float) -> bool:
+        """Wait until nspawn and the box's PID 1 are both gone."""
+        deadline = time.monotonic() + timeout
         if self._popen is not None:
             try:
                 self._popen.wait(timeout)
             except subprocess.TimeoutExpired:
                 return False
-            return True
-        deadline = time.monotonic() + timeout
-        while not self._nspawn_exited():
+        while not self._nspawn_exited() or (leader is not None and leader.alive()):
             if time.monotonic() > deadline:
                 return False
-            time.sleep(0.1)
+            time.sleep(0.05)
         return True
 
     # -- working inside -------------------------------------------------------

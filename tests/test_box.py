@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,7 +53,7 @@ def test_pid1_inside_is_systemd(box: SystemdBox) -> None:
 def test_box_tmp_cleanup_spares_host_tmp(box: SystemdBox, host_tmp_marker: Path) -> None:
     # What systemd-tmpfiles-setup.service runs at boot (it refuses a manual restart),
     # which empties /tmp, and the periodic clean-up unit.
-    box.run(["systemd-tmpfiles", "--create", "--remove", "--boot"], check=False)
+    box.run(["systemd-tmpfiles", "--create", "--remove", "--boot"])
     box.run(["systemctl", "restart", "systemd-tmpfiles-clean.service"])
     assert host_tmp_marker.exists()
     # ...and the box's /tmp is its own.
@@ -111,3 +112,25 @@ def test_second_box_boots_quietly_and_tears_down_cleanly(host_tmp_marker: Path) 
     assert not _mounted(state_dir / "merged") and not _mounted(state_dir)
     alive = subprocess.run(["ps", "-o", "stat=", "-p", str(nspawn_pid)], capture_output=True, text=True)
     assert alive.stdout.strip() in ("", "Z"), "systemd-nspawn outlived the box"
+
+
+def test_command_line_up_exec_down(repo: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the systemd box needs root")
+    state_dir = STATE_PARENT / f"{STATE_PREFIX}{os.getpid()}-cli"
+    cli = [sys.executable, "-m", "tests.box"]
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args], cwd=repo, capture_output=True, text=True, timeout=180)
+
+    up = call("up", str(state_dir))
+    try:
+        assert up.returncode == 0, up.stderr
+        leader = int(up.stdout)
+        assert (state_dir / "leader").read_text().strip() == str(leader)
+        inside = call("exec", str(state_dir), "--cwd", str(repo), "--", "sh", "-c", "pwd; exit 7")
+        assert (inside.returncode, inside.stdout) == (7, f"{repo}\n")
+    finally:
+        down = call("down", str(state_dir))
+    assert down.returncode == 0, down.stderr
+    assert not state_dir.exists()

@@ -1,0 +1,32 @@
+# The test command is `make test`: dependencies, linters, then the test suite.
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+
+.PHONY: test lint deps demo clean
+
+deps:
+	bash scripts/install-deps.sh
+
+lint: deps
+	@status=0; \
+	$(VENV)/bin/ruff check . || status=1; \
+	$(VENV)/bin/mypy || status=1; \
+	exit $$status
+
+# Linters first, but the tests run even if they fail; either failing fails the target.
+test: deps
+	@lint=0; \
+	$(VENV)/bin/ruff check . || lint=1; \
+	$(VENV)/bin/mypy || lint=1; \
+	$(PYTHON) -m pytest -q -ra; tests=$$?; \
+	if [ $$lint -ne 0 ]; then echo "make test: linters failed" >&2; fi; \
+	[ $$lint -eq 0 ] && [ $$tests -eq 0 ]
+
+demo: deps
+	$(PYTHON) scripts/demo.py
+
+# Build and tool caches; the virtualenv stays.
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
