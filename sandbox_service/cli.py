@@ -117,7 +117,9 @@ def create_cmd(
     ] = None,
     selinux: Annotated[SELinuxMode, typer.Option("--selinux", help="SELinux labelling.")] = SELinuxMode.AUTO,
     description: Annotated[str, typer.Option("--description", help="Text for Description=.")] = "",
-    enable: Annotated[bool, typer.Option("--enable", help="Start the sandbox at boot (sandbox.target).")] = False,
+    enable: Annotated[
+        bool, typer.Option("--enable", help="Start the sandbox at boot (sandbox.target).")
+    ] = False,
     now: Annotated[bool, typer.Option("--now", help="Start the sandbox and wait until it runs.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print every file create would write.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
@@ -186,8 +188,6 @@ def create_cmd(
         typer.echo(f"systemd is not running here: nothing was started; the sandbox runs {when}.")
 
 
-
-
 @app.command("start")
 def start_cmd(names: Annotated[list[str], typer.Argument(help="Sandboxes to start.")]) -> None:
     """Start sandboxes and wait until they run (same as systemctl start sandbox-NAME)."""
@@ -254,7 +254,9 @@ def status_cmd(
 
 
 @app.command("list")
-def list_cmd(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+def list_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
     """All sandboxes with their state (one D-Bus call)."""
     entries = control.list_sandboxes(_layout())
     if as_json:

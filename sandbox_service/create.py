@@ -103,9 +103,7 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None) -> Plan:
         )
         description = req.description or " ".join(req.command)[:80]
     else:
-        raise InvalidInput(
-            "nothing to run", "name a host unit with --unit UNIT, or give a command after --"
-        )
+        raise InvalidInput("nothing to run", "name a host unit with --unit UNIT, or give a command after --")
     if req.unit and (req.user or req.group):
         service = replace(service, user=req.user or service.user, group=req.group or service.group)
 
@@ -128,7 +126,11 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None) -> Plan:
             + ("" if source_package else " (no package owns its unit file)"),
             "name what the service needs with --package PKG and/or --copy PATH (both repeatable)",
         )
-    base = [] if req.chroot else [p for p in tree.BASE_ETC if layout.host(p).exists() or layout.host(p).is_symlink()]
+    base = (
+        []
+        if req.chroot
+        else [p for p in tree.BASE_ETC if layout.host(p).exists() or layout.host(p).is_symlink()]
+    )
     all_copies = tuple(dict.fromkeys(base + _outermost(copies)))
 
     spec = SandboxSpec(
@@ -147,7 +149,9 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None) -> Plan:
         enabled=req.enable,
     )
     if spec.service.pid_file:
-        notes.append(f"PIDFile {spec.service.pid_file} inside is {render.service_view(spec).pid_file} on the host")
+        notes.append(
+            f"PIDFile {spec.service.pid_file} inside is {render.service_view(spec).pid_file} on the host"
+        )
     return Plan(spec, render.render(spec), all_copies, _owned_dirs(service), tuple(notes))
 
 
@@ -239,7 +243,9 @@ def _user_command(command: tuple[str, ...], layout: Layout, chroot: str | None) 
     elif chroot:
         raise InvalidInput(f"{prog!r}: give the command's absolute path inside the chroot")
     else:
-        found = shutil.which(prog, path=os.pathsep.join(str(layout.host(d)) for d in ("/usr/bin", "/usr/sbin")))
+        found = shutil.which(
+            prog, path=os.pathsep.join(str(layout.host(d)) for d in ("/usr/bin", "/usr/sbin"))
+        )
         if not found:
             raise NotFound(f"command {prog!r} not found in /usr/bin or /usr/sbin", "give its absolute path")
         path = "/" + str(Path(found).relative_to(layout.root))

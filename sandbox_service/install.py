@@ -7,6 +7,7 @@ drop-in style: the slice before the service, so a reload never sees a service wh
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
@@ -88,10 +89,9 @@ def write_units(
                 )
             elif not replace:
                 raise AlreadyExists(f"{target} exists", f"sandbox {name!r} seems to exist already")
-            old = target.read_bytes()
-            tx.on_rollback(lambda t=target, o=old: write_atomic(t, o))
+            tx.on_rollback(functools.partial(write_atomic, target, target.read_bytes()))
         else:
-            tx.on_rollback(lambda t=target: t.unlink(missing_ok=True))
+            tx.on_rollback(functools.partial(target.unlink, missing_ok=True))
         write_atomic(target, text, mode=0o644)
         written.append(target)
     return written

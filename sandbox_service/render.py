@@ -106,19 +106,25 @@ def exec_settings(spec: SandboxSpec) -> tuple[tuple[str, ExecCommand], ...]:
 
 
 def render_service(spec: SandboxSpec) -> str:
-    return _env().get_template("service.j2").render(
-        marker=marker_line(spec.name),
-        spec=spec,
-        svc=spec.service,
-        view=service_view(spec),
-        execs=exec_settings(spec),
-        slice_unit=slice_unit(spec.name),
-        shares_host_usr=spec.kind is not Kind.CHROOT,
+    return (
+        _env()
+        .get_template("service.j2")
+        .render(
+            marker=marker_line(spec.name),
+            spec=spec,
+            svc=spec.service,
+            view=service_view(spec),
+            execs=exec_settings(spec),
+            slice_unit=slice_unit(spec.name),
+            shares_host_usr=spec.kind is not Kind.CHROOT,
+        )
     )
 
 
 def render_slice(spec: SandboxSpec) -> str:
-    return _env().get_template("slice.j2").render(marker=marker_line(spec.name), spec=spec, limits=spec.limits)
+    return (
+        _env().get_template("slice.j2").render(marker=marker_line(spec.name), spec=spec, limits=spec.limits)
+    )
 
 
 def render_static(name: str) -> str:

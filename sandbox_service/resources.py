@@ -17,4 +17,6 @@ def data_dir(name: str) -> Path:
     for base in (Path(override),) if override else (_CHECKOUT, _INSTALLED):
         if (base / name).is_dir():
             return base / name
-    raise FileNotFoundError(f"sandbox-service data directory {name!r} not found under {_CHECKOUT} or {_INSTALLED}")
+    raise FileNotFoundError(
+        f"sandbox-service data directory {name!r} not found under {_CHECKOUT} or {_INSTALLED}"
+    )

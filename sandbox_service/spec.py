@@ -230,10 +230,13 @@ class Limits:
     def __post_init__(self) -> None:
         if self.memory_max is not None and not _SIZE_RE.match(self.memory_max):
             raise InvalidInput(
-                f"invalid memory limit {self.memory_max!r}", "use bytes with K/M/G/T, a percentage, or 'infinity'"
+                f"invalid memory limit {self.memory_max!r}",
+                "use bytes with K/M/G/T, a percentage, or 'infinity'",
             )
         if self.cpu_quota is not None and not _CPU_QUOTA_RE.match(self.cpu_quota):
-            raise InvalidInput(f"invalid CPU quota {self.cpu_quota!r}", "use a percentage such as 50% or 200%")
+            raise InvalidInput(
+                f"invalid CPU quota {self.cpu_quota!r}", "use a percentage such as 50% or 200%"
+            )
         for what, value, lo, hi in (
             ("CPU weight", self.cpu_weight, 1, 10000),
             ("IO weight", self.io_weight, 1, 10000),

@@ -48,7 +48,9 @@ def from_data(tp: Any, data: Any, where: str) -> Any:
             return tuple(from_data(args[0], v, f"{where}[{i}]") for i, v in enumerate(data))
         if len(args) != len(data):
             raise InvalidInput(f"{where}: expected {len(args)} items")
-        return tuple(from_data(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, data, strict=True)))
+        return tuple(
+            from_data(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, data, strict=True))
+        )
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         try:
             return tp(data)
@@ -98,7 +100,9 @@ def loads(text: str, where: str = "spec") -> SandboxSpec:
         raise InvalidInput(f"{where}: expected a mapping at the top level")
     version = data.pop("version", None)
     if version != FORMAT_VERSION:
-        raise InvalidInput(f"{where}: unsupported spec format version {version!r} (this tool reads {FORMAT_VERSION})")
+        raise InvalidInput(
+            f"{where}: unsupported spec format version {version!r} (this tool reads {FORMAT_VERSION})"
+        )
     spec: SandboxSpec = from_data(SandboxSpec, data, where)
     return spec
 

@@ -7,6 +7,7 @@ for jobs by subscribing to JobRemoved *before* enqueueing them, so a fast job ca
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -170,7 +171,11 @@ class Systemd:
 
         try:
             reply = self._bus.call_method(
-                SYSTEMD_BUS_NAME, path, iface, method, apply_signature(signature, list(args)) if signature else []
+                SYSTEMD_BUS_NAME,
+                path,
+                iface,
+                method,
+                apply_signature(signature, list(args)) if signature else [],
             )
         except Exception as exc:
             raise _translate(exc, f"{method.decode()} failed") from exc
@@ -204,10 +209,8 @@ class Systemd:
             self._manager(b"DisableUnitFiles", b"asb", [u.encode() for u in unit_files], False)
 
     def reset_failed(self, unit: str) -> None:
-        try:
+        with contextlib.suppress(NotFound):  # nothing to reset on a unit systemd no longer knows
             self._manager(b"ResetFailedUnit", b"s", unit.encode())
-        except NotFound:
-            pass
 
     def list_units(self, patterns: Sequence[str]) -> list[UnitState]:
         """Every loaded unit matching the patterns, from one D-Bus call."""
@@ -318,7 +321,9 @@ class Systemd:
             def on_job_removed(msg: Any, error: Any = None, userdata: Any = None) -> None:
                 self._on_job_removed(msg)  # pystemd tags the callback object, so it must be a function
 
-            self._bus.match_signal(SYSTEMD_BUS_NAME, MANAGER_PATH, MANAGER_IFACE, b"JobRemoved", on_job_removed)
+            self._bus.match_signal(
+                SYSTEMD_BUS_NAME, MANAGER_PATH, MANAGER_IFACE, b"JobRemoved", on_job_removed
+            )
             self._manager(b"Subscribe")
             self._subscribed = True
         results = self._job_results
@@ -327,7 +332,9 @@ class Systemd:
         for _ in self._pump(deadline):
             if all(job in results for job in jobs.values()):
                 break
-        failed = [(unit, results.get(job, "timeout")) for unit, job in jobs.items() if results.get(job) != "done"]
+        failed = [
+            (unit, results.get(job, "timeout")) for unit, job in jobs.items() if results.get(job) != "done"
+        ]
         if failed:
             unit, result = failed[0]
             verb = method.decode().removesuffix("Unit").lower()

@@ -123,7 +123,8 @@ def _make_parents(host_root: Path, root: Path, path: str) -> None:
 
 
 def copy_path(host_root: Path, root: Path, path: str) -> int:
-    """Copy one host path (file, link or whole directory) into root at the same place. Returns files copied."""
+    """Copy one host path (file, link or whole directory) into root at the same place; returns the
+    number of files copied."""
     src = inside(host_root, path)
     try:
         st = os.lstat(src)
@@ -186,7 +187,9 @@ def lookup_ids(root: Path, user: str | None, group: str | None) -> tuple[int, in
     if user:
         entry = _find(root / "etc/passwd", user)
         if entry is None:
-            raise NotFound(f"user {user!r} is not in the sandbox's /etc/passwd", "create it on the host first")
+            raise NotFound(
+                f"user {user!r} is not in the sandbox's /etc/passwd", "create it on the host first"
+            )
         uid, gid = int(entry[2]), int(entry[3])
     if group:
         entry = _find(root / "etc/group", group)
@@ -217,7 +220,9 @@ def make_owned_dirs(root: Path, dirs: Iterable[OwnedDir]) -> None:
         os.chmod(p, d.mode)
 
 
-def resolve_inside(root: Path, path: str, shared_root: Path, shared: tuple[str, ...], max_links: int = 40) -> Path | None:
+def resolve_inside(
+    root: Path, path: str, shared_root: Path, shared: tuple[str, ...], max_links: int = 40
+) -> Path | None:
     """Resolve path as the sandbox would see it (symlinks taken relative to its root); None if missing.
 
     Directories in `shared` (the read-only binds such as /usr) are looked up under shared_root, the host.

@@ -98,14 +98,17 @@ def test_wrapped_web_server(box: SystemdBox, cleanup: list[str], host_unit: str,
         assert marker not in host_log
 
         # /usr is read-only inside; /tmp is private
-        ro = box.run(["nsenter", "-t", str(pid), "-m", "-r", "-w", "/usr/bin/touch", "/usr/sandbox-probe"],
-                     check=False)
+        ro = box.run(
+            ["nsenter", "-t", str(pid), "-m", "-r", "-w", "/usr/bin/touch", "/usr/sandbox-probe"], check=False
+        )
         assert ro.returncode != 0 and "Read-only file system" in ro.stderr
         box.run(["nsenter", "-t", str(pid), "-m", "-r", "-w", "/usr/bin/touch", "/tmp/inside-only"])
         assert box.run(["test", "-e", "/tmp/inside-only"], check=False).returncode != 0
         box.run(["touch", "/tmp/outside-only"])
-        inside = box.run(["nsenter", "-t", str(pid), "-m", "-r", "-w", "/usr/bin/test", "-e", "/tmp/outside-only"],
-                         check=False)
+        inside = box.run(
+            ["nsenter", "-t", str(pid), "-m", "-r", "-w", "/usr/bin/test", "-e", "/tmp/outside-only"],
+            check=False,
+        )
         assert inside.returncode != 0
 
         # it runs in its own slice, which carries the limits
@@ -152,20 +155,43 @@ def test_forking_pid_file_start_stop_via_tool(box: SystemdBox, cleanup: list[str
 
 def test_arguments_reach_the_program_exactly(box: SystemdBox, cleanup: list[str]) -> None:
     """Escaping proven against systemd itself: the program receives the argv the user typed."""
-    words = ["plain", "two words", "100%", "%n", "$HOME", "${X}", "$$", '"q"', "'s'", "back\\slash", ";",
-             "a:b", "ünï€ode", "=", "-"]
+    words = [
+        "plain",
+        "two words",
+        "100%",
+        "%n",
+        "$HOME",
+        "${X}",
+        "$$",
+        '"q"',
+        "'s'",
+        "back\\slash",
+        ";",
+        "a:b",
+        "ünï€ode",
+        "=",
+        "-",
+    ]
     script = "import json, sys; open('/var/argv.json', 'w').write(json.dumps(sys.argv[1:]))"
     cleanup.append("argv")
     cli(box, "create", "argv", "--", "/usr/bin/python3", "-c", script, *words)
     box.run(["systemctl", "start", "sandbox-argv.service"])
-    box.run(["sh", "-c", "for i in $(seq 50); do "
-             "systemctl is-active -q sandbox-argv.service || exit 0; sleep 0.1; done; exit 1"])
+    box.run(
+        [
+            "sh",
+            "-c",
+            "for i in $(seq 50); do "
+            "systemctl is-active -q sandbox-argv.service || exit 0; sleep 0.1; done; exit 1",
+        ]
+    )
     got = json.loads(box.run(["cat", f"{BASE}/argv/root/var/argv.json"]).stdout)
     assert got == words
 
 
 def test_bad_input_writes_nothing(box: SystemdBox, cleanup: list[str]) -> None:
-    box.write_file(f"{UNIT_DIR}/dyn-test.service", "[Service]\nDynamicUser=yes\nExecStart=/usr/bin/sleep 60\n")
+    box.write_file(
+        f"{UNIT_DIR}/dyn-test.service", "[Service]\nDynamicUser=yes\nExecStart=/usr/bin/sleep 60\n"
+    )
     box.write_file(f"{UNIT_DIR}/lonely-test.service", "[Service]\nExecStart=/usr/bin/sleep 60\n")
     box.write_file(f"{UNIT_DIR}/opt-test.service", "[Service]\nExecStart=/opt/tool/bin/run\n")
     box.run(["systemctl", "daemon-reload"])
@@ -195,20 +221,51 @@ def test_bad_input_writes_nothing(box: SystemdBox, cleanup: list[str]) -> None:
     rc, _out, err = cli(box, "create", "twice", "--unit", "nginx", check=False)
     assert rc == 4 and "already exists" in err
 
-    rc, _out, err = box.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *TOOL,
-                             "create", "nonroot", "--unit", "nginx"], check=False).returncode, "", ""
-    done = box.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *TOOL,
-                    "create", "nonroot", "--unit", "nginx"], check=False)
+    rc, _out, err = (
+        box.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                *TOOL,
+                "create",
+                "nonroot",
+                "--unit",
+                "nginx",
+            ],
+            check=False,
+        ).returncode,
+        "",
+        "",
+    )
+    done = box.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            *TOOL,
+            "create",
+            "nonroot",
+            "--unit",
+            "nginx",
+        ],
+        check=False,
+    )
     assert done.returncode == 5 and "root" in done.stderr
 
 
 def test_failed_start_rolls_everything_back(box: SystemdBox) -> None:
-    box.write_file(f"{UNIT_DIR}/broken-test.service",
-                   "[Service]\nType=forking\nExecStart=/bin/sh -c 'echo about to fail; exit 3'\n")
+    box.write_file(
+        f"{UNIT_DIR}/broken-test.service",
+        "[Service]\nType=forking\nExecStart=/bin/sh -c 'echo about to fail; exit 3'\n",
+    )
     box.run(["systemctl", "daemon-reload"])
     before = snapshot(box)
-    rc, _out, err = cli(box, "create", "broken", "--unit", "broken-test", "--copy", "/etc/hostname", "--now",
-                        check=False)
+    rc, _out, err = cli(
+        box, "create", "broken", "--unit", "broken-test", "--copy", "/etc/hostname", "--now", check=False
+    )
     assert rc == 10, err
     assert "failed" in err and "last journal lines" in err and "about to fail" in err
     assert snapshot(box) == before

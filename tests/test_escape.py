@@ -22,18 +22,28 @@ from sandbox_service.spec import (
 )
 from tests import unitparse
 
-printable = st.text(
-    alphabet=st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=40
+printable = st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=40)
+nasty = st.text(
+    alphabet=string.printable.replace("\n", "")
+    .replace("\t", "")
+    .replace("\r", "")
+    .replace("\x0b", "")
+    .replace("\x0c", "")
+    + "%$\\\"';:=[]é€",
+    min_size=1,
+    max_size=40,
 )
-nasty = st.text(alphabet=string.printable.replace("\n", "").replace("\t", "").replace("\r", "").replace("\x0b", "").replace(
-    "\x0c", "") + "%$\\\"';:=[]é€", min_size=1, max_size=40)
 any_text = st.one_of(printable, nasty)
 names = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,39}", fullmatch=True)
 env_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,15}", fullmatch=True)
 abs_paths = st.lists(
-    st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/"), min_size=1,
-            max_size=12).filter(lambda s: s not in (".", "..")),
-    min_size=1, max_size=4,
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/"),
+        min_size=1,
+        max_size=12,
+    ).filter(lambda s: s not in (".", "..")),
+    min_size=1,
+    max_size=4,
 ).map(lambda parts: "/" + "/".join(parts))
 
 
@@ -52,8 +62,13 @@ def test_control_characters_are_refused(value: str) -> None:
         escape.plain("v", value)
 
 
-@given(names, abs_paths, st.lists(any_text, min_size=0, max_size=5), st.lists(st.tuples(env_names, any_text),
-       max_size=4), any_text)
+@given(
+    names,
+    abs_paths,
+    st.lists(any_text, min_size=0, max_size=5),
+    st.lists(st.tuples(env_names, any_text), max_size=4),
+    any_text,
+)
 @settings(max_examples=300)
 def test_no_value_can_inject_a_directive(
     name: str, path: str, args: list[str], env: list[tuple[str, str]], description: str
@@ -63,8 +78,9 @@ def test_no_value_can_inject_a_directive(
         spec = SandboxSpec(
             name=name,
             kind=Kind.GENERIC,
-            service=ServiceDef(type=ServiceType.EXEC, exec_start=(cmd,),
-                               environment=tuple(EnvVar(k, v) for k, v in env)),
+            service=ServiceDef(
+                type=ServiceType.EXEC, exec_start=(cmd,), environment=tuple(EnvVar(k, v) for k, v in env)
+            ),
             description=description.strip() or "x",
         )
         text = render_service(spec)

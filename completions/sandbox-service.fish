@@ -1,0 +1,73 @@
+# fish completion for sandbox-service(1).
+# Install as sandbox-service.fish in a directory of $fish_complete_path.
+
+# Sandboxes: directories below /var/lib/sandbox-service that hold a spec file.
+function __sandbox_service_names
+    for f in /var/lib/sandbox-service/*/sandbox.yaml
+        basename (dirname $f)
+    end
+end
+
+# Service units that can be wrapped (templates cannot).
+function __sandbox_service_units
+    systemctl list-unit-files --type=service --no-legend 2>/dev/null | string match -rv '^\S+@\.service' | string replace -r '\s.*' ''
+end
+
+set -l commands create start stop restart reload status list logs delete
+set -l c sandbox-service
+
+complete -c $c -f
+
+# Global options, before the command.
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -l debug -d 'Show tracebacks for errors'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -l root -x -a '(__fish_complete_directories)' -d 'Work on the system image in DIR'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -l version -d 'Print the version and exit'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -l install-completion -d 'Install completion for the current shell'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -l show-completion -d 'Show completion for the current shell'
+complete -c $c -s h -l help -d 'Show help and exit'
+
+# Commands.
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a create -d 'Create a sandbox from a host unit or a command'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a start -d 'Start sandboxes and wait until they run'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a stop -d 'Stop sandboxes and wait until they stopped'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a restart -d 'Restart sandboxes'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a reload -d 'Reload the service inside a sandbox'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a status -d 'Show the state of a sandbox'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a list -d 'List all sandboxes with their state'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a logs -d 'Show the journal of a sandbox'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a delete -d 'Stop, disable and remove sandboxes'
+
+# Commands that take sandbox names.
+complete -c $c -n "__fish_seen_subcommand_from start stop restart reload status logs delete" -a '(__sandbox_service_names)'
+
+# create
+set -l create "__fish_seen_subcommand_from create"
+complete -c $c -n $create -s u -l unit -x -a '(__sandbox_service_units)' -d 'Host unit to wrap'
+complete -c $c -n $create -s P -l package -x -d "Also copy this package's /etc and /var files"
+complete -c $c -n $create -s C -l copy -r -F -d 'Also copy this host path'
+complete -c $c -n $create -l user -x -a '(__fish_complete_users)' -d 'Run the service as this user'
+complete -c $c -n $create -l group -x -a '(__fish_complete_groups)' -d 'Run the service with this group'
+complete -c $c -n $create -l memory -x -d 'MemoryMax= of the slice (e.g. 512M)'
+complete -c $c -n $create -l cpu-quota -x -d 'CPUQuota= of the slice (e.g. 50%)'
+complete -c $c -n $create -l cpu-weight -x -d 'CPUWeight= of the slice (1-10000)'
+complete -c $c -n $create -l io-weight -x -d 'IOWeight= of the slice (1-10000)'
+complete -c $c -n $create -l tasks-max -x -d 'TasksMax= of the slice'
+complete -c $c -n $create -l chroot -x -a '(__fish_complete_directories)' -d 'Run in this tree instead of a private root'
+complete -c $c -n $create -l selinux -x -a 'auto enabled disabled' -d 'SELinux labelling mode'
+complete -c $c -n $create -l description -x -d 'Text for Description='
+complete -c $c -n $create -l enable -d 'Start the sandbox at boot'
+complete -c $c -n $create -l now -d 'Start the sandbox and wait until it runs'
+complete -c $c -n $create -l dry-run -d 'Print every file create would write'
+complete -c $c -n $create -l json -d 'Machine-readable result'
+# The command after "--": a program, then files.
+complete -c $c -n "$create; and contains -- -- (commandline -opc)" -a '(__fish_complete_subcommand -- --)'
+
+# status, list
+complete -c $c -n "__fish_seen_subcommand_from status list" -l json -d 'Machine-readable output'
+
+# logs
+complete -c $c -n "__fish_seen_subcommand_from logs" -s f -l follow -d 'Keep printing new entries'
+complete -c $c -n "__fish_seen_subcommand_from logs" -s n -l lines -x -d 'Show only the last N entries'
+
+# delete
+complete -c $c -n "__fish_seen_subcommand_from delete" -l keep-data -d 'Keep /var/lib/sandbox-service/NAME'
