@@ -8,6 +8,13 @@ function __sandbox_service_names
     end
 end
 
+# create NAME -- COMMAND [ARGUMENT...]: complete what follows "--" as a command line of its own.
+function __sandbox_service_after_dashdash
+    set -l tokens (commandline -opc) (commandline -ct)
+    set -l i (contains -i -- -- $tokens)
+    and __fish_complete_subcommand --commandline $tokens[(math $i + 1)..-1]
+end
+
 # Service units that can be wrapped (templates cannot).
 function __sandbox_service_units
     systemctl list-unit-files --type=service --no-legend 2>/dev/null | string match -rv '^\S+@\.service' | string replace -r '\s.*' ''
@@ -60,7 +67,7 @@ complete -c $c -n $create -l now -d 'Start the sandbox and wait until it runs'
 complete -c $c -n $create -l dry-run -d 'Print every file create would write'
 complete -c $c -n $create -l json -d 'Machine-readable result'
 # The command after "--": a program, then files.
-complete -c $c -n "$create; and contains -- -- (commandline -opc)" -a '(__fish_complete_subcommand -- --)'
+complete -c $c -n "$create; and contains -- -- (commandline -opc)" -a '(__sandbox_service_after_dashdash)'
 
 # status, list
 complete -c $c -n "__fish_seen_subcommand_from status list" -l json -d 'Machine-readable output'

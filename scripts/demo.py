@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.box import SystemdBox, hidden_in_box  # noqa: E402
+from tests.box import SystemdBox, hidden_in_box
 
 REPO = Path(__file__).resolve().parent.parent
 TOOL = [sys.executable, "-m", "sandbox_service"]

@@ -308,3 +308,28 @@ def test_one_reload_for_many_sandboxes(box: SystemdBox) -> None:
     cli(box, "delete", "multi-a", "multi-b", "multi-c")
     box.run(["journalctl", "--sync"])
     assert reloads() == first + 1
+
+
+def test_enable_logs_and_reload(box: SystemdBox, cleanup: list[str]) -> None:
+    cleanup.append("boot")
+    cli(box, "create", "boot", "--unit", "nginx", "--enable", "--now")
+    assert show(box, "sandbox-boot.service", "UnitFileState") == "enabled"
+    wants = box.run(["systemctl", "show", "-P", "Wants", "sandbox.target"]).stdout.split()
+    assert "sandbox-boot.service" in wants
+    assert box.run(["systemctl", "is-enabled", "sandbox.target"]).stdout.strip() == "enabled"
+
+    pid = show(box, "sandbox-boot.service", "MainPID")
+    cli(box, "reload", "boot")
+    assert show(box, "sandbox-boot.service", "MainPID") == pid  # reloaded in place, not restarted
+    _rc, out, _err = cli(box, "logs", "boot", "-n", "20")
+    assert "Reloading" in out or "Reloaded" in out
+
+    cli(box, "delete", "boot")
+    cleanup.remove("boot")
+    wants_dir = box.run(["ls", f"{UNIT_DIR}/sandbox.target.wants"], check=False).stdout.split()
+    assert "sandbox-boot.service" not in wants_dir
+
+    cleanup.append("noreload")
+    cli(box, "create", "noreload", "--", "/usr/bin/sleep", "60")
+    rc, _out, err = cli(box, "reload", "noreload", check=False)
+    assert rc == 2 and "no ExecReload" in err
