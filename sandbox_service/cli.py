@@ -245,6 +245,7 @@ def status_cmd(
         ("Tasks", str(st.tasks) if st.tasks is not None else "-"),
         ("Slice", st.slice),
         ("Network", st.network),
+        ("SELinux", st.selinux_context or "not labelled"),
         ("Unit file", st.unit_file),
         ("Sandbox dir", st.sandbox_dir),
         ("Root", st.root_directory),

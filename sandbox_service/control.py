@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from . import render, specfile
+from . import render, selinux, specfile
 from .errors import InvalidInput, JobFailed, NotFound
 from .install import remove_enable_links, remove_units
 from .journal import tail
@@ -39,6 +39,7 @@ class SandboxStatus:
     sandbox_dir: str
     root_directory: str
     network: str
+    selinux_context: str | None
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ def status(layout: Layout, name: str) -> SandboxStatus:
         sandbox_dir=str(layout.sandbox_dir(name)),
         root_directory=render.service_view(spec).root_directory,
         network="none (loopback only)",
+        selinux_context=selinux.process_context(spec.selinux_level) if spec.selinux_level else None,
     )
 
 
@@ -175,7 +177,10 @@ def delete(layout: Layout, names: Sequence[str], keep_data: bool = False) -> lis
             remove_enable_links(layout, service_unit(s.name))
             removed += remove_units(layout, unit_paths[s.name], s.name)
     if not keep_data:
+        registry = selinux.McsRegistry(layout.mcs_registry)
         for s in specs:
             remove_tree(layout.sandbox_dir(s.name))
             removed.append(layout.sandbox_dir(s.name))
+            if s.selinux_level:
+                registry.release(s.name)  # the pair is free once no file carries it any more
     return removed

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
-from . import render, specfile, tree
+from . import render, selinux, specfile, tree
 from .discover import host as host_discovery
 from .discover import packages
 from .discover.unit import service_def_from_settings, unit_name_for
@@ -170,8 +170,14 @@ def create(req: CreateRequest, layout: Layout) -> Created:
 
 def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> Created:
     spec = p.spec
+    files = p.files
     service = service_unit(spec.name)
     with Transaction() as tx:
+        if selinux.resolve_mode(spec.selinux):
+            registry = selinux.McsRegistry(layout.mcs_registry)
+            tx.on_rollback(lambda: registry.release(spec.name))
+            spec = replace(spec, selinux_level=registry.allocate(spec.name))
+            files = render.render(spec)
         staging = stage_dir(tx, layout, spec.name)
         root = staging / "root"
         hostinfo = host_discovery.probe(layout.root)
@@ -185,9 +191,11 @@ def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> C
             tree.make_owned_dirs(root, p.owned_dirs)
             _check_executables(spec, root, layout.root)
         specfile.save(staging / "sandbox.yaml", spec)
+        if spec.selinux_level:
+            selinux.label_tree(staging, spec.selinux_level)
         final = layout.sandbox_dir(spec.name)
         publish_dir(tx, staging, final)
-        written = write_units(tx, layout, p.files, spec.name)
+        written = write_units(tx, layout, files, spec.name)
         started = False
         if sd is not None:
             tx.on_rollback(sd.reload)  # runs after the files are gone again

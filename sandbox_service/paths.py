@@ -48,6 +48,10 @@ class Layout:
     def spec_file(self, name: str) -> Path:
         return self.sandbox_dir(name) / SPEC_FILE_NAME
 
+    @property
+    def mcs_registry(self) -> Path:
+        return self.sandbox_base / ".mcs-registry.json"
+
     def sandbox_root(self, name: str) -> Path:
         return self.sandbox_dir(name) / "root"
 

@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 
 import jinja2
 
-from . import escape
+from . import escape, selinux
 from .paths import (
     SANDBOX_BASE,
     SPEC_FILE_NAME,
@@ -117,6 +117,7 @@ def render_service(spec: SandboxSpec) -> str:
             execs=exec_settings(spec),
             slice_unit=slice_unit(spec.name),
             shares_host_usr=spec.kind is not Kind.CHROOT,
+            selinux_context=selinux.process_context(spec.selinux_level) if spec.selinux_level else None,
         )
     )
 

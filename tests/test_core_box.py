@@ -333,3 +333,46 @@ def test_enable_logs_and_reload(box: SystemdBox, cleanup: list[str]) -> None:
     cli(box, "create", "noreload", "--", "/usr/bin/sleep", "60")
     rc, _out, err = cli(box, "reload", "noreload", check=False)
     assert rc == 2 and "no ExecReload" in err
+
+
+LABEL_SCRIPT = """
+import json, os, sys
+root = sys.argv[1]
+labels = set()
+for d, dirs, files in os.walk(root):
+    for n in [d, *(os.path.join(d, f) for f in files)]:
+        labels.add(os.getxattr(n, "security.selinux", follow_symlinks=False).rstrip(b"\\0").decode())
+print(json.dumps(sorted(labels)))
+"""
+
+
+def test_selinux_mcs_pairs(box: SystemdBox, cleanup: list[str]) -> None:
+    """Each labelled sandbox gets its own category pair, on its files and in SELinuxContext=; delete frees it.
+
+    SELinux is not enabled here: systemd then ignores SELinuxContext=, and the labels are stored as
+    xattrs all the same, so they can be read back."""
+    levels = {}
+    for n in ("mcs-a", "mcs-b"):
+        cleanup.append(n)
+        cli(box, "create", n, "--selinux", "enabled", "--", "/usr/bin/sleep", "300")
+        spec = box.run(["cat", f"{BASE}/{n}/sandbox.yaml"]).stdout
+        (level,) = [line.split(": ", 1)[1] for line in spec.splitlines() if line.startswith("selinux_level:")]
+        levels[n] = level
+        unit = box.run(["cat", f"{UNIT_DIR}/sandbox-{n}.service"]).stdout
+        assert f"SELinuxContext=system_u:system_r:sandbox_service_t:{level}\n" in unit
+        labels = json.loads(box.run([sys.executable, "-c", LABEL_SCRIPT, f"{BASE}/{n}"]).stdout)
+        assert labels == [f"system_u:object_r:sandbox_service_file_t:{level}"]
+        assert json.loads(cli(box, "status", n, "--json")[1])["selinux_context"].endswith(level)
+    assert levels["mcs-a"] != levels["mcs-b"]
+    assert all(lv.startswith("s0:c") for lv in levels.values())
+    cli(box, "start", "mcs-a")
+    assert show(box, "sandbox-mcs-a.service", "ActiveState") == "active"
+
+    cli(box, "delete", "mcs-a")
+    cleanup.remove("mcs-a")
+    registry = json.loads(box.run(["cat", f"{BASE}/.mcs-registry.json"]).stdout)
+    assert "mcs-a" not in json.dumps(registry) and levels["mcs-b"] in json.dumps(registry)
+
+    cleanup.append("plain")
+    cli(box, "create", "plain", "--selinux", "disabled", "--", "/usr/bin/sleep", "300")
+    assert "SELinuxContext" not in box.run(["cat", f"{UNIT_DIR}/sandbox-plain.service"]).stdout
