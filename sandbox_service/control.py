@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 from . import render, selinux, specfile
 from .errors import InvalidInput, JobFailed, NotFound
@@ -68,7 +69,8 @@ def sandbox_names(layout: Layout) -> list[str]:
     )
 
 
-def _job(sd: Systemd, verb: str, units: list[str]) -> None:
+def run_job(sd: Systemd, verb: Literal["start", "stop", "restart", "reload_unit"], units: list[str]) -> None:
+    """Run jobs and wait for them; a failure carries the journal lines of this attempt."""
     began = time.time()
     try:
         getattr(sd, verb)(units)
@@ -77,22 +79,22 @@ def _job(sd: Systemd, verb: str, units: list[str]) -> None:
         raise JobFailed(exc.message, exc.hint, unit, tail(unit, since=began)) from exc
 
 
-def start(layout: Layout, names: Sequence[str]) -> None:
+def _control(layout: Layout, names: Sequence[str], verb: Literal["start", "stop", "restart"]) -> None:
     units = [service_unit(load_spec(layout, n).name) for n in names]
     with Systemd() as sd:
-        _job(sd, "start", units)
+        run_job(sd, verb, units)
+
+
+def start(layout: Layout, names: Sequence[str]) -> None:
+    _control(layout, names, "start")
 
 
 def stop(layout: Layout, names: Sequence[str]) -> None:
-    units = [service_unit(load_spec(layout, n).name) for n in names]
-    with Systemd() as sd:
-        _job(sd, "stop", units)
+    _control(layout, names, "stop")
 
 
 def restart(layout: Layout, names: Sequence[str]) -> None:
-    units = [service_unit(load_spec(layout, n).name) for n in names]
-    with Systemd() as sd:
-        _job(sd, "restart", units)
+    _control(layout, names, "restart")
 
 
 def reload(layout: Layout, name: str) -> None:
@@ -103,7 +105,7 @@ def reload(layout: Layout, name: str) -> None:
             f"use: sandbox-service restart {name}",
         )
     with Systemd() as sd:
-        _job(sd, "reload_unit", [service_unit(name)])
+        run_job(sd, "reload_unit", [service_unit(name)])
 
 
 def status(layout: Layout, name: str) -> SandboxStatus:
@@ -165,7 +167,7 @@ def delete(layout: Layout, names: Sequence[str], keep_data: bool = False) -> lis
         with Systemd() as sd:
             services = [service_unit(s.name) for s in specs]
             # stopping the slice too unloads it; everything of the sandbox runs inside it
-            _job(sd, "stop", services + [slice_unit(s.name) for s in specs])
+            run_job(sd, "stop", services + [slice_unit(s.name) for s in specs])
             sd.disable(services)
             for s in specs:
                 removed += remove_units(layout, unit_paths[s.name], s.name)

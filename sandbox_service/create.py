@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from . import render, selinux, specfile, tree
+from .control import run_job
 from .discover import host as host_discovery
 from .discover import packages
 from .discover.unit import service_def_from_settings, unit_name_for
-from .errors import AlreadyExists, DiscoveryFailed, InvalidInput, JobFailed, NotFound, SystemdUnavailable
+from .errors import AlreadyExists, DiscoveryFailed, InvalidInput, NotFound, SystemdUnavailable
 from .install import Transaction, enable_links, publish_dir, stage_dir, write_units
-from .journal import tail
 from .paths import Layout, service_unit
 from .spec import (
     ExecCommand,
@@ -204,11 +203,7 @@ def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> C
                 sd.enable(["sandbox.target", service])
             if req.now:
                 tx.on_rollback(lambda: _stop_quietly(sd, service))
-                began = time.time()
-                try:
-                    sd.start([service])
-                except JobFailed as exc:
-                    raise JobFailed(exc.message, exc.hint, exc.unit, tail(service, since=began)) from exc
+                run_job(sd, "start", [service])
                 started = True
         elif req.enable:
             enable_links(tx, layout, service, "sandbox.target")

@@ -9,16 +9,11 @@ refuses it with InvalidInput. Nothing is silently dropped or altered.
 from __future__ import annotations
 
 from .errors import InvalidInput
-from .spec import ExecCommand, ExecFlag
+from .spec import ExecCommand, ExecFlag, check_text
 
 
 def _reject_unrenderable(what: str, value: str) -> None:
-    for ch in value:
-        if ord(ch) < 0x20 or ord(ch) == 0x7F:
-            raise InvalidInput(
-                f"{what} contains a control character ({ch!r})",
-                "newlines and control characters cannot be written into a unit file",
-            )
+    check_text(what, value)  # the same rule the spec applies when it is built
 
 
 def specifiers(value: str) -> str:

@@ -98,7 +98,7 @@ def undocumented(cli: typer.Typer, roff: str) -> list[str]:
     """What the page lacks: a subsection per command, each option in its command's subsection, each
     global option under GLOBAL OPTIONS, each command in the SYNOPSIS."""
     top = sections(roff, "SH")
-    subsections = sections(roff, "SS")
+    subsections = sections(top["COMMANDS"], "SS")
     missing: list[str] = []
     for path, command in walk(typer.main.get_command(cli)):
         if not path:
