@@ -65,6 +65,14 @@ def from_data(tp: Any, data: Any, where: str) -> Any:
         unknown = set(data) - known
         if unknown:
             raise InvalidInput(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+        required = {
+            f.name
+            for f in dataclasses.fields(tp)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        missing = required - set(data)
+        if missing:
+            raise InvalidInput(f"{where}: missing key(s) {', '.join(sorted(missing))}")
         kwargs = {k: from_data(hints[k], v, f"{where}.{k}") for k, v in data.items()}
         return tp(**kwargs)
     if tp is bool:

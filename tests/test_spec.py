@@ -94,6 +94,8 @@ def test_unknown_keys_are_refused() -> None:
         specfile.loads(text + "surprise: 1\n")
     with pytest.raises(InvalidInput, match="not one of"):
         specfile.loads(text.replace("kind: generic", "kind: vm"))
+    with pytest.raises(InvalidInput, match="missing key"):
+        specfile.loads(text.replace("name: web\n", ""))
     with pytest.raises(InvalidInput, match="version"):
         specfile.loads(text.replace("version: 1", "version: 99"))
 
