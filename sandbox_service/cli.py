@@ -15,6 +15,7 @@ from . import __version__, control
 from .create import CreateRequest, create, plan
 from .errors import PermissionDenied, SandboxError
 from .install import ensure_root
+from .network.model import parse as parse_network
 from .paths import Layout
 from .spec import Limits, SELinuxMode
 from .systemd import Systemd, systemd_running
@@ -116,6 +117,24 @@ def create_cmd(
         str | None, typer.Option("--chroot", help="Run in this tree instead of a private root sharing /usr.")
     ] = None,
     selinux: Annotated[SELinuxMode, typer.Option("--selinux", help="SELinux labelling.")] = SELinuxMode.AUTO,
+    network: Annotated[
+        str | None,
+        typer.Option(
+            "--network",
+            help="none (default: loopback only), host (no isolation), "
+            "bridge=BR[,address=IP/N][,gateway=IP].",
+        ),
+    ] = None,
+    publish: Annotated[
+        list[str] | None,
+        typer.Option("--publish", "-p", help="[ADDR:]HOSTPORT:PORT[/tcp]: reach the sandbox from the host."),
+    ] = None,
+    allow_ip: Annotated[
+        list[str] | None, typer.Option("--allow-ip", help="IPAddressAllow= CIDR (repeatable).")
+    ] = None,
+    deny_ip: Annotated[
+        list[str] | None, typer.Option("--deny-ip", help="IPAddressDeny= CIDR (repeatable).")
+    ] = None,
     description: Annotated[str, typer.Option("--description", help="Text for Description=.")] = "",
     enable: Annotated[
         bool, typer.Option("--enable", help="Start the sandbox at boot (sandbox.target).")
@@ -138,6 +157,7 @@ def create_cmd(
         chroot=chroot,
         selinux=selinux,
         description=description,
+        network=parse_network(network, publish or (), allow_ip or (), deny_ip or ()),
         enable=enable,
         now=now,
     )

@@ -16,6 +16,7 @@ from . import render, selinux, specfile
 from .errors import InvalidInput, JobFailed, NotFound
 from .install import remove_enable_links, remove_units
 from .journal import tail
+from .network.model import describe as describe_network
 from .paths import SPEC_FILE_NAME, Layout, service_unit, slice_unit, unit_base
 from .spec import SandboxSpec, check_name
 from .systemd import Systemd, systemd_running
@@ -128,7 +129,7 @@ def status(layout: Layout, name: str) -> SandboxStatus:
         unit_file_state=st.unit_file_state,
         sandbox_dir=str(layout.sandbox_dir(name)),
         root_directory=render.service_view(spec).root_directory,
-        network="none (loopback only)",
+        network=describe_network(spec.network),
         selinux_context=selinux.process_context(spec.selinux_level) if spec.selinux_level else None,
     )
 

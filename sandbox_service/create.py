@@ -13,12 +13,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from . import render, selinux, specfile, tree
-from .control import run_job
+from .control import run_job, sandbox_names
 from .discover import host as host_discovery
 from .discover import packages
 from .discover.unit import service_def_from_settings, unit_name_for
 from .errors import AlreadyExists, DiscoveryFailed, InvalidInput, NotFound, SystemdUnavailable
 from .install import Transaction, enable_links, publish_dir, stage_dir, write_units
+from .network import checks as network_checks
+from .network.model import NetworkSpec
 from .paths import Layout, service_unit
 from .spec import (
     ExecCommand,
@@ -47,6 +49,7 @@ class CreateRequest:
     chroot: str | None = None
     selinux: SELinuxMode = SELinuxMode.AUTO
     description: str = ""
+    network: NetworkSpec = field(default_factory=NetworkSpec)
     enable: bool = False
     now: bool = False
 
@@ -146,7 +149,10 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None) -> Plan:
         chroot=req.chroot,
         readonly_binds=() if req.chroot else hostinfo.readonly_binds,
         enabled=req.enable,
+        network=req.network,
     )
+    others = [specfile.load(layout.spec_file(n)) for n in sandbox_names(layout)]
+    network_checks.check_host(spec, others, layout)
     if spec.service.pid_file:
         notes.append(
             f"PIDFile {spec.service.pid_file} inside is {render.service_view(spec).pid_file} on the host"

@@ -9,6 +9,7 @@ from pathlib import PurePosixPath
 import jinja2
 
 from . import escape, selinux
+from .network import units as network_units
 from .paths import (
     SANDBOX_BASE,
     SPEC_FILE_NAME,
@@ -118,6 +119,8 @@ def render_service(spec: SandboxSpec) -> str:
             slice_unit=slice_unit(spec.name),
             shares_host_usr=spec.kind is not Kind.CHROOT,
             selinux_context=selinux.process_context(spec.selinux_level) if spec.selinux_level else None,
+            unit_lines=network_units.unit_lines(spec),
+            service_lines=network_units.service_lines(spec),
         )
     )
 
@@ -139,6 +142,7 @@ def render(spec: SandboxSpec) -> dict[PurePosixPath, str]:
         unit_dir / service_unit(spec.name): render_service(spec),
         unit_dir / slice_unit(spec.name): render_slice(spec),
     }
+    files.update(network_units.extra_units(spec))
     for name in STATIC_UNITS:
         files[unit_dir / name] = render_static(name)
     return files

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import InvalidInput
+from .network.model import NetworkSpec
 
 NAME_MAX = 40
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -262,6 +263,7 @@ class SandboxSpec:
     chroot: str | None = None  # Kind.CHROOT: the tree used as root instead of the sandbox's own
     readonly_binds: tuple[str, ...] = ("/usr",)  # host directories shared read-only (not for CHROOT)
     enabled: bool = False  # started by sandbox.target at boot
+    network: NetworkSpec = field(default_factory=NetworkSpec)
 
     def __post_init__(self) -> None:
         check_name(self.name)

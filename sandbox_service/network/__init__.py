@@ -1,0 +1,1 @@
+"""Network modes of a sandbox: none (loopback only), host, published ports, bridge."""
