@@ -21,7 +21,7 @@ from .errors import AlreadyExists, DiscoveryFailed, InvalidInput, NotFound, Syst
 from .install import Transaction, enable_links, publish_dir, stage_dir, write_units
 from .network import checks as network_checks
 from .network.model import NetworkSpec
-from .paths import Layout, service_unit
+from .paths import BASE_DIR_NAME, Layout, service_unit
 from .spec import (
     ExecCommand,
     Kind,
@@ -191,8 +191,13 @@ def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> C
             root.mkdir(mode=0o755)
         else:
             tree.make_base(root, hostinfo.usr_layout)
+            base = staging / BASE_DIR_NAME
+            base.mkdir(mode=0o700)
             for path in p.copies:
                 copied += tree.copy_path(layout.root, root, path)
+                if path.startswith("/etc/"):
+                    # the pristine copy `upgrade` merges against: what the host had when we copied
+                    tree.copy_path(layout.root, base, path)
             tree.make_owned_dirs(root, p.owned_dirs)
             _check_executables(spec, root, layout.root)
         specfile.save(staging / "sandbox.yaml", spec)

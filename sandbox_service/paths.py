@@ -9,6 +9,7 @@ SANDBOX_BASE = Path("/var/lib/sandbox-service")
 UNIT_DIR = Path("/etc/systemd/system")
 RUNTIME_BASE = Path("/run/sandbox-service")
 SPEC_FILE_NAME = "sandbox.yaml"
+BASE_DIR_NAME = "base"  # NAME/base: the host's /etc files as they were when copied (upgrade's merge base)
 UNIT_PREFIX = "sandbox-"
 
 
@@ -51,6 +52,9 @@ class Layout:
     @property
     def mcs_registry(self) -> Path:
         return self.sandbox_base / ".mcs-registry.json"
+
+    def base_dir(self, name: str) -> Path:
+        return self.sandbox_dir(name) / BASE_DIR_NAME
 
     def sandbox_root(self, name: str) -> Path:
         return self.sandbox_dir(name) / "root"
