@@ -121,8 +121,7 @@ def create_cmd(
         str | None,
         typer.Option(
             "--network",
-            help="none (default: loopback only), host (no isolation), "
-            "bridge=BR[,address=IP/N][,gateway=IP].",
+            help="none (default: loopback only), host (no isolation), bridge=BR[,address=IP/N][,gateway=IP].",
         ),
     ] = None,
     publish: Annotated[
@@ -134,6 +133,32 @@ def create_cmd(
     ] = None,
     deny_ip: Annotated[
         list[str] | None, typer.Option("--deny-ip", help="IPAddressDeny= CIDR (repeatable).")
+    ] = None,
+    profile: Annotated[
+        str,
+        typer.Option(
+            "--profile", help="Security profile: default, strict, trusted, nonetwork, or an admin's."
+        ),
+    ] = "default",
+    memory_deny_write_execute: Annotated[
+        bool | None,
+        typer.Option(
+            "--memory-deny-write-execute/--allow-write-execute",
+            help="Forbid writable+executable memory (breaks JIT compilers); default: as the profile says.",
+        ),
+    ] = None,
+    private_users: Annotated[
+        bool | None,
+        typer.Option(
+            "--private-users/--no-private-users",
+            help="Run in a user namespace (breaks daemons that switch users); default: as the profile says.",
+        ),
+    ] = None,
+    max_exposure: Annotated[
+        float | None,
+        typer.Option(
+            "--max-exposure", help="Fail (and roll back) if systemd-analyze security scores above N."
+        ),
     ] = None,
     description: Annotated[str, typer.Option("--description", help="Text for Description=.")] = "",
     enable: Annotated[
@@ -158,6 +183,10 @@ def create_cmd(
         selinux=selinux,
         description=description,
         network=parse_network(network, publish or (), allow_ip or (), deny_ip or ()),
+        profile=profile,
+        memory_deny_write_execute=memory_deny_write_execute,
+        private_users=private_users,
+        max_exposure=max_exposure,
         enable=enable,
         now=now,
     )
@@ -206,6 +235,33 @@ def create_cmd(
     else:
         when = "at the next boot" if result.spec.enabled else "when started on the booted system"
         typer.echo(f"systemd is not running here: nothing was started; the sandbox runs {when}.")
+
+
+@app.command("profiles")
+def profiles_cmd(
+    name: Annotated[str | None, typer.Argument(help="Show the directives of this profile.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the security profiles, or show what one sets."""
+    from . import security
+
+    names = [name] if name else security.profile_names()
+    loaded = [security.load_profile(n) for n in names]
+    if as_json:
+        _print_json(
+            [
+                {"name": p.name, "path": str(p.path), "directives": [asdict(d) for d in p.directives]}
+                for p in loaded
+            ]
+        )
+        return
+    for p in loaded:
+        if name:
+            typer.echo(f"# {p.path}")
+            for d in p.directives:
+                typer.echo(f"{d.key}={d.value}")
+        else:
+            typer.echo(f"{p.name:<12} {len(p.directives):>2} directives  {p.path}")
 
 
 @app.command("start")
@@ -266,6 +322,8 @@ def status_cmd(
         ("Slice", st.slice),
         ("Network", st.network),
         ("SELinux", st.selinux_context or "not labelled"),
+        ("Profile", st.profile),
+        ("Exposure", f"{st.exposure} (systemd-analyze security)" if st.exposure is not None else "-"),
         ("Unit file", st.unit_file),
         ("Sandbox dir", st.sandbox_dir),
         ("Root", st.root_directory),

@@ -14,6 +14,7 @@ from typing import Literal
 
 from . import render, selinux, specfile
 from .errors import InvalidInput, JobFailed, NotFound
+from .exposure import exposure
 from .install import remove_enable_links, remove_units
 from .journal import tail
 from .network.model import describe as describe_network
@@ -42,6 +43,8 @@ class SandboxStatus:
     root_directory: str
     network: str
     selinux_context: str | None
+    profile: str
+    exposure: float | None  # systemd-analyze security's score, 0 (tight) to 10 (exposed)
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,8 @@ def status(layout: Layout, name: str) -> SandboxStatus:
         root_directory=render.service_view(spec).root_directory,
         network=describe_network(spec.network),
         selinux_context=selinux.process_context(spec.selinux_level) if spec.selinux_level else None,
+        profile=spec.security.profile,
+        exposure=exposure(service_unit(name))[0] if st.load_state == "loaded" else None,
     )
 
 

@@ -12,12 +12,13 @@ import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
-from . import render, selinux, specfile, tree
+from . import render, security, selinux, specfile, tree
 from .control import run_job, sandbox_names
 from .discover import host as host_discovery
 from .discover import packages
 from .discover.unit import service_def_from_settings, unit_name_for
-from .errors import AlreadyExists, DiscoveryFailed, InvalidInput, NotFound, SystemdUnavailable
+from .errors import AlreadyExists, DiscoveryFailed, InvalidInput, NotFound, SystemdUnavailable, TooExposed
+from .exposure import exposure
 from .install import Transaction, enable_links, publish_dir, stage_dir, write_units
 from .network import checks as network_checks
 from .network.model import NetworkSpec
@@ -27,6 +28,7 @@ from .spec import (
     Kind,
     Limits,
     SandboxSpec,
+    Security,
     SELinuxMode,
     ServiceDef,
     ServiceType,
@@ -50,6 +52,10 @@ class CreateRequest:
     selinux: SELinuxMode = SELinuxMode.AUTO
     description: str = ""
     network: NetworkSpec = field(default_factory=NetworkSpec)
+    profile: str = security.DEFAULT_PROFILE
+    memory_deny_write_execute: bool | None = None
+    private_users: bool | None = None
+    max_exposure: float | None = None
     enable: bool = False
     now: bool = False
 
@@ -135,6 +141,17 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None) -> Plan:
     )
     all_copies = tuple(dict.fromkeys(base + _outermost(copies)))
 
+    profile = security.load_profile(req.profile, layout.host(security.ADMIN_PROFILES))
+    resolved = security.resolve(
+        profile,
+        service,
+        hostinfo.systemd_version,
+        memory_deny_write_execute=req.memory_deny_write_execute,
+        private_users=req.private_users,
+    )
+    for d in resolved.dropped:
+        notes.append(f"{d.key}= left out: systemd {hostinfo.systemd_version} does not know it")
+
     spec = SandboxSpec(
         name=name,
         kind=Kind.CHROOT if req.chroot else (Kind.UNIT if req.unit else Kind.GENERIC),
@@ -150,6 +167,7 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None) -> Plan:
         readonly_binds=() if req.chroot else hostinfo.readonly_binds,
         enabled=req.enable,
         network=req.network,
+        security=Security(profile.name, resolved.directives),
     )
     others = [specfile.load(layout.spec_file(n)) for n in sandbox_names(layout)]
     network_checks.check_host(spec, others, layout)
@@ -210,6 +228,14 @@ def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> C
         if sd is not None:
             tx.on_rollback(sd.reload)  # runs after the files are gone again
             sd.reload()
+            if req.max_exposure is not None:
+                score, word = exposure(service)
+                if score > req.max_exposure:
+                    raise TooExposed(
+                        f"{service} scores {score} ({word}) in systemd-analyze security, "
+                        f"above --max-exposure {req.max_exposure}; nothing was kept",
+                        "choose a stricter --profile, or see: systemd-analyze security " + service,
+                    )
             if req.enable:
                 sd.enable(["sandbox.target", service])
             if req.now:

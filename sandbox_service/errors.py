@@ -86,3 +86,9 @@ class NotRunning(SandboxError):
     """An operation needs the sandbox to be running and it is not."""
 
     exit_code = 12
+
+
+class TooExposed(SandboxError):
+    """The sandbox's exposure score is above what --max-exposure allows."""
+
+    exit_code = 13

@@ -176,8 +176,13 @@ class ServiceDef:
     cache_directories: tuple[str, ...] = ()
     configuration_directories: tuple[str, ...] = ()
     read_write_paths: tuple[str, ...] = ()
+    capability_bounding_set: tuple[str, ...] | None = None  # None: the host unit does not restrict it
+    ambient_capabilities: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        for cap in (*(self.capability_bounding_set or ()), *self.ambient_capabilities):
+            if not re.fullmatch(r"CAP_[A-Z_]+", cap):
+                raise InvalidInput(f"invalid capability name {cap!r}")
         if not self.exec_start and self.type is not ServiceType.ONESHOT:
             raise InvalidInput("the service has no ExecStart= command")
         if self.pid_file is not None:
@@ -216,6 +221,25 @@ class ServiceDef:
             check_rel_dir("directory setting", d)
         for p in self.read_write_paths:
             check_abs_path("ReadWritePaths", p.removeprefix("-"))
+
+
+@dataclass(frozen=True)
+class Directive:
+    """One hardening directive of the sandbox's [Service] section, from its security profile."""
+
+    key: str
+    value: str
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Z][A-Za-z]+", self.key):
+            raise InvalidInput(f"invalid directive name {self.key!r}")
+        check_text(f"value of {self.key}", self.value)
+
+
+@dataclass(frozen=True)
+class Security:
+    profile: str = "default"
+    directives: tuple[Directive, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -264,6 +288,7 @@ class SandboxSpec:
     readonly_binds: tuple[str, ...] = ("/usr",)  # host directories shared read-only (not for CHROOT)
     enabled: bool = False  # started by sandbox.target at boot
     network: NetworkSpec = field(default_factory=NetworkSpec)
+    security: Security = field(default_factory=Security)
 
     def __post_init__(self) -> None:
         check_name(self.name)

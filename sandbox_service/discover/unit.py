@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 
 from ..errors import InvalidInput, NotWrappable
+from ..security import ALL_CAPS_MASK, caps_from_mask
 from ..spec import EnvFile, EnvVar, ExecCommand, ExecFlag, ServiceDef, ServiceType
 from ..systemd import RawExec, UnitSettings
 
@@ -72,6 +73,10 @@ def service_def_from_settings(u: UnitSettings) -> ServiceDef:
         cache_directories=u.cache_directories,
         configuration_directories=u.configuration_directories,
         read_write_paths=u.read_write_paths,
+        capability_bounding_set=None
+        if u.capability_bounding_set == ALL_CAPS_MASK
+        else caps_from_mask(u.capability_bounding_set),
+        ambient_capabilities=caps_from_mask(u.ambient_capabilities),
     )
 
 

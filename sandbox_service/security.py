@@ -1,0 +1,129 @@
+"""Security profiles: the hardening directives of a sandbox, resolved once at create.
+
+A profile is a readable file of directives (profiles/NAME.conf shipped with the tool, or an admin's
+/etc/sandbox-service/profiles/NAME.conf). Two placeholders are resolved against the wrapped service:
+@wrapped (the capability bounding set it needs) and @service (the socket families a network daemon uses).
+The result is stored in the spec, so re-rendering never depends on profile files changing later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import directives
+from .errors import InvalidInput, NotFound
+from .resources import data_dir
+from .spec import Directive, ServiceDef, check_text
+
+ADMIN_PROFILES = Path("/etc/sandbox-service/profiles")
+DEFAULT_PROFILE = "default"
+
+# Linux capability numbers (linux/capability.h), index = bit
+CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+    "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+)  # fmt: skip
+ALL_CAPS_MASK = 2**64 - 1
+
+# What a daemon started as root needs to bind its port below 1024, drop to its worker user, prepare
+# directories for it and signal its workers; nothing that reaches beyond its own sandbox.
+ROOT_DAEMON_CAPS = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL", "CAP_SETGID", "CAP_SETUID",
+    "CAP_NET_BIND_SERVICE",
+)  # fmt: skip
+SERVICE_FAMILIES = "AF_UNIX AF_INET AF_INET6"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path: Path
+    directives: tuple[Directive, ...]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    directives: tuple[Directive, ...]
+    dropped: tuple[Directive, ...]  # newer than the target's systemd
+
+
+def caps_from_mask(mask: int) -> tuple[str, ...]:
+    return tuple(name for bit, name in enumerate(CAPABILITIES) if mask & (1 << bit))
+
+
+def profile_names() -> list[str]:
+    names = {p.stem for p in data_dir("profiles").glob("*.conf")}
+    if ADMIN_PROFILES.is_dir():
+        names |= {p.stem for p in ADMIN_PROFILES.glob("*.conf")}
+    return sorted(names)
+
+
+def load_profile(name: str, admin_dir: Path = ADMIN_PROFILES) -> Profile:
+    if not name or "/" in name or name.startswith("."):
+        raise InvalidInput(f"invalid profile name {name!r}")
+    for base in (admin_dir, data_dir("profiles")):
+        path = base / f"{name}.conf"
+        if path.is_file():
+            return Profile(name, path, parse_profile(path.read_text(), str(path)))
+    raise NotFound(f"no profile named {name!r}", f"profiles: {', '.join(profile_names())}")
+
+
+def parse_profile(text: str, where: str) -> tuple[Directive, ...]:
+    out = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not directives.known(key):
+            raise InvalidInput(
+                f"{where}:{lineno}: {key or line!r} is not a directive sandbox-service knows",
+                "profiles may use the directives listed in sandbox_service/directives.py",
+            )
+        check_text(f"{where}:{lineno}", value)
+        out.append(Directive(key, value))
+    return tuple(out)
+
+
+def needed_capabilities(service: ServiceDef) -> tuple[str, ...]:
+    """The bounding set for @wrapped: the host unit's own when it restricts one, else what the program
+    demonstrably needs: nothing beyond its ambient set when it runs as a user, the root-daemon set
+    when it starts as root (to bind ports below 1024 and switch to its worker user)."""
+    if service.capability_bounding_set is not None:
+        return service.capability_bounding_set
+    if service.user not in (None, "root", "0"):
+        return service.ambient_capabilities
+    return tuple(sorted({*ROOT_DAEMON_CAPS, *service.ambient_capabilities}))
+
+
+def resolve(
+    profile: Profile,
+    service: ServiceDef,
+    systemd_version: int,
+    *,
+    memory_deny_write_execute: bool | None = None,
+    private_users: bool | None = None,
+) -> Resolved:
+    items = []
+    for d in profile.directives:
+        if d.value == "@wrapped":
+            items.append(Directive(d.key, " ".join(needed_capabilities(service))))
+        elif d.value == "@service":
+            items.append(Directive(d.key, SERVICE_FAMILIES))
+        else:
+            items.append(d)
+    for key, flag in (("MemoryDenyWriteExecute", memory_deny_write_execute), ("PrivateUsers", private_users)):
+        if flag is not None:
+            items = [d for d in items if d.key != key]
+            items.append(Directive(key, "yes" if flag else "no"))
+    kept = tuple(d for d in items if directives.min_version(d.key, d.value) <= systemd_version)
+    dropped = tuple(d for d in items if d not in kept)
+    return Resolved(kept, dropped)
