@@ -92,19 +92,28 @@ def raw_script(template: Template, name: str) -> str:
     """The shell script doing create's work for sandbox `name` by hand."""
     q = shlex.quote
     root = f"{SANDBOX_BASE}/{name}/root"
-    lines = ["set -eu", "umask 022", f"mkdir -p {q(root)}"]
+    layout = usr_layout(Path("/"))  # the box is an overlay of the host root: same layout
+    dirs = [rel for rel, _mode in BASE_DIRS] + [link.name for link in layout if link.target is None]
+    modes: dict[int, list[str]] = {}
     for rel, mode in BASE_DIRS:
-        lines.append(f"mkdir -p {q(f'{root}/{rel}')} && chmod {mode:o} {q(f'{root}/{rel}')}")
-    for rel, target in BASE_LINKS:
-        lines.append(f"ln -s {q(target)} {q(f'{root}/{rel}')}")
-    for link in usr_layout(Path("/")):  # the box is an overlay of the host root: same layout
-        if link.target is None:
-            lines.append(f"mkdir -m 755 {q(f'{root}/{link.name}')}")
-        else:
-            lines.append(f"ln -s {q(link.target)} {q(f'{root}/{link.name}')}")
+        if mode != 0o755:
+            modes.setdefault(mode, []).append(rel)
+    links = [*BASE_LINKS, *((link.name, link.target) for link in layout if link.target is not None)]
+    # As few processes as possible: the umask gives 0755; one chmod per other mode.
+    lines = [
+        "set -eu",
+        "umask 022",
+        f"mkdir -p {q(root)}",
+        f"cd {q(root)}",
+        f"mkdir {' '.join(map(q, dirs))}",
+    ]
+    lines += [f"chmod {mode:o} {' '.join(map(q, rels))}" for mode, rels in modes.items()]
+    lines += [f"ln -s {q(target)} {q(rel)}" for rel, target in links]
+    # Not from inside the root: there, cp 9.1 leaves the parent directories it creates at mode 0700.
+    lines.append("cd /")
     lines.append(f"cp -a --parents {' '.join(q(c) for c in template.copies)} {q(root)}/")
     for path, text in template.files_for(name).items():
-        lines.append(f"mkdir -p {q(str(Path(path).parent))} && printf '%s' {q(text)} > {q(path)}")
+        lines.append(f"printf '%s' {q(text)} > {q(path)}")  # printf is built in: no process
     lines.append("systemctl daemon-reload")
     lines.append(f"systemctl start {q(f'sandbox-{name}.service')}")
     return "\n".join(lines) + "\n"

@@ -264,6 +264,40 @@ def profiles_cmd(
             typer.echo(f"{p.name:<12} {len(p.directives):>2} directives  {p.path}")
 
 
+@app.command("execute")
+def execute_cmd(
+    name: Annotated[str, typer.Argument(help="A running sandbox.")],
+    command: Annotated[list[str], typer.Argument(help="The command and its arguments (after --).")],
+) -> None:
+    """Run a command inside a running sandbox: same root, mounts, network, IPC, seccomp filter,
+    capabilities, SELinux label and slice as its service. Prints its output, exits with its status."""
+    _need_root()
+    raise typer.Exit(control.execute(_layout(), name, tuple(command), interactive=False))
+
+
+@app.command("connect")
+def connect_cmd(
+    name: Annotated[str, typer.Argument(help="A running sandbox.")],
+    shell: Annotated[str, typer.Option("--shell", help="The shell to start inside.")] = "/bin/sh",
+) -> None:
+    """Open an interactive shell inside a running sandbox (as execute does, on a terminal)."""
+    _need_root()
+    raise typer.Exit(control.execute(_layout(), name, (shell,), interactive=True))
+
+
+@app.command("clone")
+def clone_cmd(
+    src: Annotated[str, typer.Argument(help="The sandbox to copy.")],
+    dest: Annotated[str, typer.Argument(help="Name of the new sandbox.")],
+) -> None:
+    """Make a new, stopped sandbox from an existing one (private data copied, units rendered anew)."""
+    from .clone import clone
+
+    _need_root()
+    spec = clone(_layout(), src, dest)
+    typer.echo(f"Cloned sandbox {src} to {spec.name}; start it with: sandbox-service start {spec.name}")
+
+
 @app.command("start")
 def start_cmd(names: Annotated[list[str], typer.Argument(help="Sandboxes to start.")]) -> None:
     """Start sandboxes and wait until they run (same as systemctl start sandbox-NAME)."""

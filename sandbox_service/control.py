@@ -19,6 +19,7 @@ from .install import remove_enable_links, remove_units
 from .journal import tail
 from .network.model import describe as describe_network
 from .paths import SPEC_FILE_NAME, Layout, service_unit, slice_unit, unit_base
+from .run import run_interactive
 from .spec import SandboxSpec, check_name
 from .systemd import Systemd, systemd_running
 from .tree import remove_tree
@@ -192,3 +193,14 @@ def delete(layout: Layout, names: Sequence[str], keep_data: bool = False) -> lis
             if s.selinux_level:
                 registry.release(s.name)  # the pair is free once no file carries it any more
     return removed
+
+
+def execute(layout: Layout, name: str, command: tuple[str, ...], *, interactive: bool) -> int:
+    """Run a command inside the running sandbox; returns its exit status."""
+    from .execute import require_running, systemd_run_argv
+
+    spec = load_spec(layout, name)
+    argv = systemd_run_argv(spec, command, interactive=interactive)
+    with Systemd() as sd:
+        require_running(sd, spec)
+    return run_interactive(argv)

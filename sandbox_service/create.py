@@ -69,6 +69,7 @@ class Plan:
     copies: tuple[str, ...]
     owned_dirs: tuple[tree.OwnedDir, ...]
     notes: tuple[str, ...]
+    host: host_discovery.HostInfo
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,8 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None) -> Plan:
         unit_paths = _unit_named_paths(service)
         description = req.description or settings.description
     elif req.command:
+        if req.chroot:
+            _check_chroot(layout, req.chroot, req.command[0])
         service = ServiceDef(
             type=ServiceType.EXEC,
             exec_start=(_user_command(req.command, layout, req.chroot),),
@@ -175,7 +178,7 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None) -> Plan:
         notes.append(
             f"PIDFile {spec.service.pid_file} inside is {render.service_view(spec).pid_file} on the host"
         )
-    return Plan(spec, render.render(spec), all_copies, _owned_dirs(service), tuple(notes))
+    return Plan(spec, render.render(spec), all_copies, _owned_dirs(service), tuple(notes), hostinfo)
 
 
 def create(req: CreateRequest, layout: Layout) -> Created:
@@ -203,7 +206,7 @@ def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> C
             files = render.render(spec)
         staging = stage_dir(tx, layout, spec.name)
         root = staging / "root"
-        hostinfo = host_discovery.probe(layout.root)
+        hostinfo = p.host
         copied = 0
         if spec.kind is Kind.CHROOT:
             root.mkdir(mode=0o755)
@@ -274,6 +277,20 @@ def _unit_settings(unit: str, sd: Systemd | None) -> UnitSettings:
             "wrapping a unit needs the running systemd to read its effective settings",
         )
     return sd.unit_settings(unit)
+
+
+def _check_chroot(layout: Layout, chroot: str, program: str) -> None:
+    check_abs_path("--chroot", chroot)
+    tree_dir = layout.host(chroot)
+    if not tree_dir.is_dir():
+        raise NotFound(f"--chroot {chroot}: no such directory")
+    if not program.startswith("/"):
+        raise InvalidInput(f"{program!r}: give the command's absolute path inside the chroot")
+    if tree.resolve_inside(tree_dir, program, tree_dir, ()) is None:
+        raise NotFound(
+            f"{program} does not exist inside {chroot}",
+            "a chroot sandbox sees only its own tree: install the program there first",
+        )
 
 
 def _user_command(command: tuple[str, ...], layout: Layout, chroot: str | None) -> ExecCommand:

@@ -1,0 +1,52 @@
+"""`clone SRC DEST`: a new sandbox from an existing one.
+
+The spec is copied with the new name and re-rendered for it (never a string replacement inside files);
+private data is copied without following any symlink out of the tree; a labelled sandbox gets a fresh
+MCS pair. The clone starts stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from . import render, selinux, specfile, tree
+from .control import load_spec, sandbox_names
+from .errors import AlreadyExists
+from .install import Transaction, publish_dir, stage_dir, write_units
+from .network import checks as network_checks
+from .paths import BASE_DIR_NAME, Layout, service_unit
+from .spec import SandboxSpec, check_name
+from .systemd import Systemd, systemd_running
+
+
+def clone(layout: Layout, src: str, dest: str) -> SandboxSpec:
+    source = load_spec(layout, src)
+    check_name(dest)
+    if layout.sandbox_dir(dest).exists() or (layout.unit_dir / service_unit(dest)).exists():
+        raise AlreadyExists(f"sandbox {dest!r} already exists", "choose another name for the clone")
+    spec = replace(source, name=dest, selinux_level=None, enabled=False)
+    others = [load_spec(layout, n) for n in sandbox_names(layout)]
+    network_checks.check_host(spec, others, layout)
+    online = layout.root == Path("/") and systemd_running()
+    with Transaction() as tx:
+        if source.selinux_level:
+            registry = selinux.McsRegistry(layout.mcs_registry)
+            tx.on_rollback(lambda: registry.release(dest))
+            spec = replace(spec, selinux_level=registry.allocate(dest))
+        staging = stage_dir(tx, layout, dest)
+        src_dir = layout.sandbox_dir(src)
+        for part in ("root", BASE_DIR_NAME):
+            if (src_dir / part).is_dir():
+                tree.copy_path(src_dir, staging, f"/{part}")
+        specfile.save(staging / "sandbox.yaml", spec)
+        if spec.selinux_level:
+            selinux.label_tree(staging, spec.selinux_level)
+        publish_dir(tx, staging, layout.sandbox_dir(dest))
+        write_units(tx, layout, render.render(spec), dest)
+        if online:
+            with Systemd() as sd:
+                tx.on_rollback(sd.reload)
+                sd.reload()
+        tx.commit()
+    return spec

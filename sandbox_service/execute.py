@@ -1,0 +1,65 @@
+"""`execute` and `connect`: run a command inside a running sandbox, with the same view and limits.
+
+The command runs as a transient unit (systemd-run) carrying the sandbox service's own sandboxing lines,
+rendered from the same spec, and JoinsNamespaceOf= the service: it gets the same root and mounts, joins
+the service's network and IPC namespaces and /tmp, and has the same seccomp filter, capability bounding
+set, SELinux label and slice. Output and exit status come back to the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from . import directives, render
+from .errors import InvalidInput, NotRunning
+from .paths import service_unit
+from .spec import SandboxSpec
+from .systemd import Systemd
+
+# Lines of sandbox-NAME.service that make up "the sandbox" (the rest describes the service's program).
+SANDBOX_KEYS = frozenset(
+    {
+        "RootDirectory", "MountAPIVFS", "BindReadOnlyPaths", "BindPaths", "TemporaryFileSystem",
+        "ReadWritePaths", "PrivateTmp", "PrivateNetwork", "PrivateIPC", "ProtectHostname",
+        "NetworkNamespacePath", "SELinuxContext", "Slice", *directives.MIN_VERSION,
+    }
+)  # fmt: skip
+# RuntimeDirectory= is left out on purpose: the transient unit would remove the service's /run on exit.
+NEVER = frozenset({"RuntimeDirectory", "RuntimeDirectoryPreserve"})
+
+
+def sandbox_properties(spec: SandboxSpec) -> list[str]:
+    """KEY=VALUE lines (already in unit-file syntax) of the service's [Service] section that define its
+    sandbox, in their rendered order."""
+    props = []
+    section = ""
+    for line in render.render_service(spec).splitlines():
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, sep, _value = line.partition("=")
+        if section == "Service" and sep and key in SANDBOX_KEYS and key not in NEVER:
+            props.append(line)
+    return props
+
+
+def systemd_run_argv(spec: SandboxSpec, command: Sequence[str], *, interactive: bool) -> list[str]:
+    if not command:
+        raise InvalidInput("no command given", "put the command after --, e.g. execute web -- ls /")
+    service = service_unit(spec.name)
+    argv = ["systemd-run", "--quiet", "--collect", "--wait", "--service-type=exec"]
+    argv.append("--pty" if interactive else "--pipe")
+    argv += ["--description", f"sandbox-service execute in {spec.name}", "-p", f"JoinsNamespaceOf={service}"]
+    argv += ["-p", f"After={service}"]
+    for prop in sandbox_properties(spec):
+        argv += ["-p", prop]
+    return [*argv, "--", *command]
+
+
+def require_running(sd: Systemd, spec: SandboxSpec) -> None:
+    st = sd.service_status(service_unit(spec.name))
+    if st.active_state not in ("active", "reloading"):
+        raise NotRunning(
+            f"sandbox {spec.name!r} is not running ({st.active_state})",
+            f"start it first: sandbox-service start {spec.name}",
+        )
