@@ -165,6 +165,13 @@ def create_cmd(
         bool, typer.Option("--enable", help="Start the sandbox at boot (sandbox.target).")
     ] = False,
     now: Annotated[bool, typer.Option("--now", help="Start the sandbox and wait until it runs.")] = False,
+    exist_ok: Annotated[
+        bool,
+        typer.Option(
+            "--exist-ok",
+            help="Succeed if the sandbox exists with these settings, finishing an interrupted create.",
+        ),
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print every file create would write.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
 ) -> None:
@@ -189,6 +196,7 @@ def create_cmd(
         max_exposure=max_exposure,
         enable=enable,
         now=now,
+        exist_ok=exist_ok,
     )
     layout = _layout()
     if dry_run:
@@ -296,6 +304,22 @@ def clone_cmd(
     _need_root()
     spec = clone(_layout(), src, dest)
     typer.echo(f"Cloned sandbox {src} to {spec.name}; start it with: sandbox-service start {spec.name}")
+
+
+@app.command("enable")
+def enable_cmd(names: Annotated[list[str], typer.Argument(help="Sandboxes to start at boot.")]) -> None:
+    """Start sandboxes at boot (wanted by sandbox.target). Works offline with --root."""
+    _need_root()
+    online = control.set_enabled(_layout(), names, True)
+    if not online:
+        typer.echo("systemd is not running here: the sandboxes will start at the next boot.")
+
+
+@app.command("disable")
+def disable_cmd(names: Annotated[list[str], typer.Argument(help="Sandboxes not to start at boot.")]) -> None:
+    """Stop starting sandboxes at boot (a running one keeps running). Works offline with --root."""
+    _need_root()
+    control.set_enabled(_layout(), names, False)
 
 
 @app.command("start")

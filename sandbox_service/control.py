@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from . import render, selinux, specfile
 from .errors import InvalidInput, JobFailed, NotFound
 from .exposure import exposure
-from .install import remove_enable_links, remove_units
+from .install import Transaction, enable_links, remove_enable_links, remove_units
 from .journal import tail
 from .network.model import describe as describe_network
 from .paths import SPEC_FILE_NAME, Layout, service_unit, slice_unit, unit_base
@@ -204,3 +204,33 @@ def execute(layout: Layout, name: str, command: tuple[str, ...], *, interactive:
     with Systemd() as sd:
         require_running(sd, spec)
     return run_interactive(argv)
+
+
+def set_enabled(layout: Layout, names: Sequence[str], enabled: bool) -> bool:
+    """Enable or disable sandboxes at boot (through sandbox.target); returns whether systemd was told.
+
+    Offline (--root, or no systemd running) the links are made and removed the way
+    `systemctl --root=DIR enable` does."""
+    specs = [load_spec(layout, n) for n in names]
+    services = [service_unit(s.name) for s in specs]
+    online = layout.root == Path("/") and systemd_running()
+    if online:
+        with Systemd() as sd:
+            if enabled:
+                sd.enable(["sandbox.target", *services])
+            else:
+                sd.disable(services)
+            sd.reload()
+    else:
+        with Transaction() as tx:
+            for svc in services:
+                if enabled:
+                    enable_links(tx, layout, svc, "sandbox.target")
+                else:
+                    remove_enable_links(layout, svc)
+            if enabled:
+                enable_links(tx, layout, "sandbox.target", "multi-user.target")
+            tx.commit()
+    for s in specs:
+        specfile.save(layout.spec_file(s.name), replace(s, enabled=enabled))
+    return online

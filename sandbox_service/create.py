@@ -58,6 +58,7 @@ class CreateRequest:
     max_exposure: float | None = None
     enable: bool = False
     now: bool = False
+    exist_ok: bool = False  # an existing sandbox with the same settings is success (idempotent scriptlets)
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,10 @@ class Created:
     notes: tuple[str, ...]
 
 
-def plan(req: CreateRequest, layout: Layout, sd: Systemd | None) -> Plan:
+def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existing: bool = False) -> Plan:
     name = check_name(req.name)
-    _refuse_existing(layout, name)
+    if not allow_existing:
+        _refuse_existing(layout, name)
     hostinfo = host_discovery.probe(layout.root)
     notes: list[str] = []
     source_unit = None
@@ -172,7 +174,7 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None) -> Plan:
         network=req.network,
         security=Security(profile.name, resolved.directives),
     )
-    others = [specfile.load(layout.spec_file(n)) for n in sandbox_names(layout)]
+    others = [specfile.load(layout.spec_file(n)) for n in sandbox_names(layout) if n != name]
     network_checks.check_host(spec, others, layout)
     if spec.service.pid_file:
         notes.append(
@@ -187,6 +189,9 @@ def create(req: CreateRequest, layout: Layout) -> Created:
         raise SystemdUnavailable("--now needs a running systemd", "drop --now, or run on the booted system")
     sd = Systemd() if online else None
     try:
+        clean_stale_staging(layout, req.name)
+        if req.exist_ok and layout.spec_file(req.name).is_file():
+            return _finish_existing(req, layout, sd)
         p = plan(req, layout, sd)
         return _apply(p, req, layout, sd)
     finally:
@@ -250,6 +255,48 @@ def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> C
             enable_links(tx, layout, "sandbox.target", "multi-user.target")
         tx.commit()
     return Created(spec, tuple(written), copied, started, sd is not None, p.notes)
+
+
+def _finish_existing(req: CreateRequest, layout: Layout, sd: Systemd | None) -> Created:
+    """create --exist-ok on a sandbox that exists: success when it has the settings asked for, after
+    finishing whatever an interrupted run left undone (units, enable links, registration)."""
+    existing = specfile.load(layout.spec_file(req.name))
+    p = plan(req, layout, sd, allow_existing=True)
+    wanted = replace(p.spec, selinux_level=existing.selinux_level, copies=existing.copies)
+    if wanted != existing:
+        raise AlreadyExists(
+            f"sandbox {req.name!r} exists with different settings",
+            f"see: sandbox-service create {req.name} ... --dry-run; delete it first to change them",
+        )
+    service = service_unit(existing.name)
+    with Transaction() as tx:
+        written = write_units(tx, layout, render.render(existing), existing.name, replace=True)
+        started = False
+        if sd is not None:
+            sd.reload()
+            if req.enable:
+                sd.enable(["sandbox.target", service])
+            if req.now:
+                run_job(sd, "start", [service])
+                started = True
+        elif req.enable:
+            enable_links(tx, layout, service, "sandbox.target")
+            enable_links(tx, layout, "sandbox.target", "multi-user.target")
+        tx.commit()
+    return Created(
+        existing, tuple(written), 0, started, sd is not None, ("already existed with these settings",)
+    )
+
+
+def clean_stale_staging(layout: Layout, name: str) -> None:
+    """Remove staging directories of runs that were interrupted (their process is gone)."""
+    base = layout.sandbox_base
+    if not base.is_dir():
+        return
+    for d in base.glob(f".{name}.staging-*"):
+        pid = d.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            tree.remove_tree(d)
 
 
 def _stop_quietly(sd: Systemd, unit: str) -> None:

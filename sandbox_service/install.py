@@ -79,16 +79,15 @@ def write_units(
         text = files[path]
         shipped = not text.startswith(MARKER)
         if target.exists() or target.is_symlink():
-            if shipped:
-                if target.read_text() == text:
-                    continue
-            elif not is_ours(target, name):
+            if not shipped and not is_ours(target, name):
                 raise AlreadyExists(
                     f"{target} exists and was not generated for sandbox {name!r}",
                     "choose another sandbox name; the tool never overwrites units it did not write",
                 )
-            elif not replace:
+            if not shipped and not replace:
                 raise AlreadyExists(f"{target} exists", f"sandbox {name!r} seems to exist already")
+            if target.read_text() == text:
+                continue
             tx.on_rollback(functools.partial(write_atomic, target, target.read_bytes()))
         else:
             tx.on_rollback(functools.partial(target.unlink, missing_ok=True))

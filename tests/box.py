@@ -32,7 +32,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,13 +175,17 @@ class SystemdBox:
         quiet_units: Sequence[str] = (),
         read_only_binds: Sequence[str | os.PathLike[str]] = (),
         boot_timeout: float = BOOT_TIMEOUT,
+        before_boot: Callable[[Path], None] | None = None,
     ) -> None:
+        """``before_boot`` is called with the prepared root (the merged overlay) before systemd boots:
+        a test can install things into the image offline and then see what the booted system does."""
         if state_dir is None:
             state_dir = STATE_PARENT / f"{STATE_PREFIX}{os.getpid()}"
         self.state_dir = Path(state_dir).absolute()
         self.quiet_units = tuple(dict.fromkeys((*DEFAULT_QUIET_UNITS, *quiet_units)))
         self.read_only_binds = tuple(str(Path(p).absolute()) for p in read_only_binds)
         self.boot_timeout = boot_timeout
+        self.before_boot = before_boot
         #: Seconds from starting systemd-nspawn to "running"/"degraded"; set by start().
         self.boot_seconds: float | None = None
         self._popen: subprocess.Popen[bytes] | None = None
@@ -241,6 +245,8 @@ class SystemdBox:
             raise BoxError("box already started")
         try:
             self._prepare()
+            if self.before_boot is not None:
+                self.before_boot(self.merged)
             began = time.monotonic()
             self._spawn()
             self._wait_for_boot(began)

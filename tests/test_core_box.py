@@ -358,3 +358,24 @@ def test_selinux_mcs_pairs(box: SystemdBox, cleanup: list[str]) -> None:
     cleanup.append("plain")
     cli(box, "create", "plain", "--selinux", "disabled", "--", "/usr/bin/sleep", "300")
     assert "SELinuxContext" not in box.run(["cat", f"{UNIT_DIR}/sandbox-plain.service"]).stdout
+
+
+def test_exist_ok_is_idempotent_and_finishes_the_job(box: SystemdBox) -> None:
+    cli(box, "create", "again", "--unit", "nginx", "--memory", "128M")
+    try:
+        unit = f"{UNIT_DIR}/sandbox-again.service"
+        before = box.run(["cat", unit]).stdout
+        box.run(["rm", unit])  # as if a run had been interrupted before writing its units
+        cli(box, "create", "again", "--unit", "nginx", "--memory", "128M", "--exist-ok")
+        assert box.run(["cat", unit]).stdout == before
+        assert show(box, "sandbox-again.service", "LoadState") == "loaded"
+        rc, _out, err = cli(
+            box, "create", "again", "--unit", "nginx", "--memory", "256M", "--exist-ok", check=False
+        )
+        assert rc == 4 and "different settings" in err
+        # a staging directory of a process that is gone is cleaned up by the next run
+        box.run(["mkdir", f"{BASE}/.again.staging-999999"])
+        cli(box, "create", "again", "--unit", "nginx", "--memory", "128M", "--exist-ok")
+        assert box.run(["test", "-e", f"{BASE}/.again.staging-999999"], check=False).returncode != 0
+    finally:
+        cli(box, "delete", "again")

@@ -1,0 +1,104 @@
+"""Offline use: create into an image tree with --root (no systemd, no D-Bus), then boot that tree."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.box import SystemdBox, hidden_in_box
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.box
+
+TOOL = [sys.executable, "-m", "sandbox_service"]
+SERVER = (
+    "import http.server as h; h.HTTPServer(('127.0.0.1', 8000), h.SimpleHTTPRequestHandler).serve_forever()"
+)
+
+
+def offline(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*TOOL, "--root", str(root), *args], capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def image_box() -> Iterator[tuple[SystemdBox, list[subprocess.CompletedProcess[str]]]]:
+    """A box whose image got an enabled sandbox (twice: idempotent) before it booted."""
+    results: list[subprocess.CompletedProcess[str]] = []
+
+    def install(root: Path) -> None:
+        for _ in range(2):
+            results.append(
+                offline(
+                    root, "create", "offweb", "--enable", "--exist-ok", "--", "/usr/bin/python3", "-c", SERVER
+                )
+            )
+        results.append(offline(root, "create", "offidle", "--", "/usr/bin/sleep", "600"))
+
+    binds = [REPO] if hidden_in_box(REPO) else []
+    with SystemdBox(
+        state_dir="/var/tmp/sandbox-service-offline-box", read_only_binds=binds, before_boot=install
+    ) as box:
+        yield box, results
+
+
+def test_offline_create_says_what_happens_next(
+    image_box: tuple[SystemdBox, list[subprocess.CompletedProcess[str]]],
+) -> None:
+    _box, results = image_box
+    first, second, idle = results
+    assert first.returncode == 0, first.stderr
+    assert "next boot" in first.stdout
+    assert second.returncode == 0, second.stderr  # the same command again: same result
+    assert idle.returncode == 0, idle.stderr
+
+
+def test_enabled_sandbox_runs_after_boot(
+    image_box: tuple[SystemdBox, list[subprocess.CompletedProcess[str]]],
+) -> None:
+    box, _results = image_box
+    box.run(
+        [
+            "sh",
+            "-c",
+            "for i in $(seq 100); do systemctl is-active -q sandbox-offweb.service && exit 0; "
+            "sleep 0.1; done; exit 1",
+        ]
+    )
+    status = json.loads(box.run([*TOOL, "status", "offweb", "--json"]).stdout)
+    assert status["active_state"] == "active"
+    assert status["unit_file_state"] == "enabled"
+    assert (
+        box.run(["systemctl", "is-active", "sandbox-offidle.service"], check=False).stdout.strip()
+        == "inactive"
+    )
+    listed = {e["name"]: e["active_state"] for e in json.loads(box.run([*TOOL, "list", "--json"]).stdout)}
+    assert listed == {"offweb": "active", "offidle": "inactive"}
+
+
+def test_offline_enable_disable_and_delete(tmp_path: Path) -> None:
+    """Against a bare tree: links appear and go like `systemctl --root enable` makes them."""
+    root = tmp_path / "img"
+    (root / "etc/systemd/system").mkdir(parents=True)
+    # a minimal image: the tool reads only what is under root, never the host's files
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/sleep").write_bytes(Path("/usr/bin/sleep").read_bytes())
+    (root / "usr/bin/sleep").chmod(0o755)
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (root / "etc/group").write_text("root:x:0:\n")
+    done = offline(root, "create", "img", "--", "/usr/bin/sleep", "60")
+    assert done.returncode == 0, done.stderr
+    wants = root / "etc/systemd/system/sandbox.target.wants/sandbox-img.service"
+    assert not wants.is_symlink()
+    assert offline(root, "enable", "img").returncode == 0
+    assert wants.is_symlink() and str(wants.readlink()) == "../sandbox-img.service"
+    assert (root / "etc/systemd/system/multi-user.target.wants/sandbox.target").is_symlink()
+    assert offline(root, "disable", "img").returncode == 0
+    assert not wants.is_symlink()
+    assert offline(root, "delete", "img").returncode == 0
+    assert not (root / "var/lib/sandbox-service/img").exists()
+    assert not (root / "etc/systemd/system/sandbox-img.service").exists()
