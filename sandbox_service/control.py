@@ -15,7 +15,7 @@ from typing import Literal
 from . import render, selinux, specfile
 from .errors import InvalidInput, JobFailed, NotFound
 from .exposure import exposure
-from .install import Transaction, enable_links, remove_enable_links, remove_units
+from .install import Transaction, enable_offline, remove_enable_links, remove_units
 from .journal import tail
 from .network.model import describe as describe_network
 from .paths import SPEC_FILE_NAME, Layout, service_unit, slice_unit, unit_base
@@ -223,13 +223,11 @@ def set_enabled(layout: Layout, names: Sequence[str], enabled: bool) -> bool:
             sd.reload()
     else:
         with Transaction() as tx:
-            for svc in services:
-                if enabled:
-                    enable_links(tx, layout, svc, "sandbox.target")
-                else:
-                    remove_enable_links(layout, svc)
             if enabled:
-                enable_links(tx, layout, "sandbox.target", "multi-user.target")
+                enable_offline(tx, layout, services)
+            else:
+                for svc in services:
+                    remove_enable_links(layout, svc)
             tx.commit()
     for s in specs:
         specfile.save(layout.spec_file(s.name), replace(s, enabled=enabled))

@@ -19,7 +19,7 @@ from .discover import packages
 from .discover.unit import service_def_from_settings, unit_name_for
 from .errors import AlreadyExists, DiscoveryFailed, InvalidInput, NotFound, SystemdUnavailable, TooExposed
 from .exposure import exposure
-from .install import Transaction, enable_links, publish_dir, stage_dir, write_units
+from .install import Transaction, enable_offline, publish_dir, stage_dir, write_units
 from .network import checks as network_checks
 from .network.model import NetworkSpec
 from .paths import BASE_DIR_NAME, Layout, service_unit
@@ -232,27 +232,9 @@ def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> C
         final = layout.sandbox_dir(spec.name)
         publish_dir(tx, staging, final)
         written = write_units(tx, layout, files, spec.name)
-        started = False
         if sd is not None:
             tx.on_rollback(sd.reload)  # runs after the files are gone again
-            sd.reload()
-            if req.max_exposure is not None:
-                score, word = exposure(service)
-                if score > req.max_exposure:
-                    raise TooExposed(
-                        f"{service} scores {score} ({word}) in systemd-analyze security, "
-                        f"above --max-exposure {req.max_exposure}; nothing was kept",
-                        "choose a stricter --profile, or see: systemd-analyze security " + service,
-                    )
-            if req.enable:
-                sd.enable(["sandbox.target", service])
-            if req.now:
-                tx.on_rollback(lambda: _stop_quietly(sd, service))
-                run_job(sd, "start", [service])
-                started = True
-        elif req.enable:
-            enable_links(tx, layout, service, "sandbox.target")
-            enable_links(tx, layout, "sandbox.target", "multi-user.target")
+        started = _register(tx, layout, sd, req, service)
         tx.commit()
     return Created(spec, tuple(written), copied, started, sd is not None, p.notes)
 
@@ -271,17 +253,7 @@ def _finish_existing(req: CreateRequest, layout: Layout, sd: Systemd | None) -> 
     service = service_unit(existing.name)
     with Transaction() as tx:
         written = write_units(tx, layout, render.render(existing), existing.name, replace=True)
-        started = False
-        if sd is not None:
-            sd.reload()
-            if req.enable:
-                sd.enable(["sandbox.target", service])
-            if req.now:
-                run_job(sd, "start", [service])
-                started = True
-        elif req.enable:
-            enable_links(tx, layout, service, "sandbox.target")
-            enable_links(tx, layout, "sandbox.target", "multi-user.target")
+        started = _register(tx, layout, sd, req, service)
         tx.commit()
     return Created(
         existing, tuple(written), 0, started, sd is not None, ("already existed with these settings",)
@@ -297,6 +269,31 @@ def clean_stale_staging(layout: Layout, name: str) -> None:
         pid = d.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             tree.remove_tree(d)
+
+
+def _register(tx: Transaction, layout: Layout, sd: Systemd | None, req: CreateRequest, service: str) -> bool:
+    """Tell systemd (one reload), check the exposure, enable and start as asked; offline, make the
+    enable links. Returns whether the service was started."""
+    if sd is None:
+        if req.enable:
+            enable_offline(tx, layout, [service])
+        return False
+    sd.reload()
+    if req.max_exposure is not None:
+        score, word = exposure(service)
+        if score > req.max_exposure:
+            raise TooExposed(
+                f"{service} scores {score} ({word}) in systemd-analyze security, "
+                f"above --max-exposure {req.max_exposure}; nothing was kept",
+                "choose a stricter --profile, or see: systemd-analyze security " + service,
+            )
+    if req.enable:
+        sd.enable(["sandbox.target", service])
+    if req.now:
+        tx.on_rollback(lambda: _stop_quietly(sd, service))
+        run_job(sd, "start", [service])
+        return True
+    return False
 
 
 def _stop_quietly(sd: Systemd, unit: str) -> None:

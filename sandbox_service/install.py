@@ -137,6 +137,13 @@ def enable_links(tx: Transaction, layout: Layout, unit: str, wanted_by: str) -> 
     tx.on_rollback(lambda: link.unlink(missing_ok=True))
 
 
+def enable_offline(tx: Transaction, layout: Layout, services: list[str]) -> None:
+    """Enable sandboxes without systemd: each wanted by sandbox.target, which multi-user.target wants."""
+    for svc in services:
+        enable_links(tx, layout, svc, "sandbox.target")
+    enable_links(tx, layout, "sandbox.target", "multi-user.target")
+
+
 def remove_enable_links(layout: Layout, unit: str) -> None:
     for wants in layout.unit_dir.glob("*.wants"):
         link = wants / unit
