@@ -3,7 +3,7 @@
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: test lint deps demo clean
+.PHONY: test lint deps demo clean dist rpm
 
 deps:
 	bash scripts/install-deps.sh
@@ -25,6 +25,15 @@ test: deps
 
 demo: deps
 	$(PYTHON) scripts/demo.py
+
+# dist/sandbox-service-VERSION.tar.gz from the files git knows (tracked, and new ones not ignored).
+dist:
+	bash scripts/make-dist.sh dist
+
+# The RPMs in dist/, built from that tarball in a throwaway rpmbuild tree (packaging/build-rpm.sh:
+# rpmbuild --nodeps, because the spec's BuildRequires are Fedora names Debian's rpm database lacks).
+rpm:
+	bash packaging/build-rpm.sh dist
 
 # Build and tool caches; the virtualenv stays.
 clean:

@@ -42,7 +42,7 @@ _sandbox_service()
     local cur=${words[cword]}
 
     local global_opts='--debug --root --version --install-completion --show-completion -h --help'
-    local commands='create start stop restart reload status list logs delete'
+    local commands='create start stop restart reload status list logs delete upgrade'
     local create_opts='-u --unit -P --package -C --copy --user --group --memory --cpu-quota
         --cpu-weight --io-weight --tasks-max --chroot --selinux --description --enable --now
         --dry-run --json -h --help --'
@@ -119,6 +119,7 @@ _sandbox_service()
         create) opts=$create_opts ;;
         start | stop | restart) names=1 ;;
         delete) opts='--keep-data -h --help' names=1 ;;
+        upgrade) opts='--all --no-restart --dry-run --json -h --help' names=1 ;;
         reload) ((nargs == 0)) && names=1 ;;
         status) opts='--json -h --help' && ((nargs == 0)) && names=1 ;;
         logs) opts='-f --follow -n --lines -h --help' && ((nargs == 0)) && names=1 ;;

@@ -20,7 +20,7 @@ function __sandbox_service_units
     systemctl list-unit-files --type=service --no-legend 2>/dev/null | string match -rv '^\S+@\.service' | string replace -r '\s.*' ''
 end
 
-set -l commands create start stop restart reload status list logs delete
+set -l commands create start stop restart reload status list logs delete upgrade
 set -l c sandbox-service
 
 complete -c $c -f
@@ -43,9 +43,10 @@ complete -c $c -n "not __fish_seen_subcommand_from $commands" -a status -d 'Show
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a list -d 'List all sandboxes with their state'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a logs -d 'Show the journal of a sandbox'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a delete -d 'Stop, disable and remove sandboxes'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a upgrade -d 'Merge host updates into sandboxes, restart them'
 
 # Commands that take sandbox names.
-complete -c $c -n "__fish_seen_subcommand_from start stop restart reload status logs delete" -a '(__sandbox_service_names)'
+complete -c $c -n "__fish_seen_subcommand_from start stop restart reload status logs delete upgrade" -a '(__sandbox_service_names)'
 
 # create
 set -l create "__fish_seen_subcommand_from create"
@@ -78,3 +79,10 @@ complete -c $c -n "__fish_seen_subcommand_from logs" -s n -l lines -x -d 'Show o
 
 # delete
 complete -c $c -n "__fish_seen_subcommand_from delete" -l keep-data -d 'Keep /var/lib/sandbox-service/NAME'
+
+# upgrade
+set -l upgrade "__fish_seen_subcommand_from upgrade"
+complete -c $c -n $upgrade -l all -d 'Upgrade every sandbox'
+complete -c $c -n $upgrade -l no-restart -d 'Leave running sandboxes running'
+complete -c $c -n $upgrade -l dry-run -d 'List what would change; write nothing'
+complete -c $c -n $upgrade -l json -d 'Machine-readable result'

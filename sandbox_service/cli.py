@@ -431,6 +431,109 @@ def delete_cmd(
         typer.echo(f"Deleted sandbox {n}.")
 
 
+@app.command(
+    "upgrade",
+    epilog=(
+        "Examples:\n\n"
+        "  apt upgrade && sandbox-service upgrade --all\n\n"
+        "  sandbox-service upgrade web --dry-run              # what would change; writes nothing"
+    ),
+)
+def upgrade_cmd(
+    names: Annotated[list[str] | None, typer.Argument(help="Sandboxes to upgrade (or --all).")] = None,
+    all_sandboxes: Annotated[bool, typer.Option("--all", help="Upgrade every sandbox.")] = False,
+    no_restart: Annotated[
+        bool,
+        typer.Option("--no-restart", help="Leave running sandboxes running on the old files and programs."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would change; write nothing, restart nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
+) -> None:
+    """Bring sandboxes up to date after the host's packages were updated.
+
+    Merges the host's changed /etc files into each sandbox's private copy, three ways (against the copy
+    taken at create): a file the sandbox did not change becomes the host's ('updated', 'added', 'removed');
+    a file changed on both sides is kept, with the host's beside it as FILE.hostnew ('conflict').
+    Then re-renders the units from the host unit, reloads systemd once and restarts running sandboxes."""
+    from .upgrade import HOSTNEW_SUFFIX, Action, restart_running, upgrade
+
+    _need_root()  # the merge base (NAME/base) is readable by root only, so --dry-run needs root too
+    layout = _layout()
+    result = upgrade(layout, names or [], all_sandboxes=all_sandboxes, dry_run=dry_run)
+    if not as_json and not result.sandboxes:
+        typer.echo("No sandboxes.")
+    elif not as_json:
+        for s in result.sandboxes:
+            verb = "would change" if result.dry_run else "changed"
+            typer.echo(f"{s.name}: " + (f"{verb}:" if s.merge.entries or s.units else "up to date"))
+            for path, action in s.merge.entries:
+                extra = (
+                    f" (sandbox's kept; host's in {path}{HOSTNEW_SUFFIX})"
+                    if action is Action.CONFLICT
+                    else ""
+                )
+                typer.echo(f"  {action.value:<9} {path}{extra}")
+            for unit in s.units:
+                typer.echo(f"  {'unit':<9} {unit}")
+            if s.service_changes:
+                typer.echo(f"  host unit changed: {', '.join(s.service_changes)}")
+            for note in s.notes:
+                typer.echo(f"  note: {note}")
+            if any(action is Action.CONFLICT for _, action in s.merge.entries):
+                root = layout.sandbox_root(s.name)
+                typer.echo(
+                    f"  to resolve: merge each FILE{HOSTNEW_SUFFIX} into FILE under {root}, "
+                    f"delete the {HOSTNEW_SUFFIX} file, then: sandbox-service restart {s.name}"
+                )
+        if result.dry_run:
+            typer.echo("Dry run: nothing was written.")
+        elif not result.online:
+            typer.echo("systemd is not running here: files and units written; nothing reloaded or restarted.")
+    restarted: tuple[str, ...] = ()
+    failure: SandboxError | None = None
+    if not no_restart:
+        try:
+            restarted = restart_running(layout, result)
+        except SandboxError as exc:
+            failure = exc  # what was merged is shown all the same; the error follows
+    if as_json:
+        _print_json(
+            {
+                "online": result.online,
+                "dry_run": result.dry_run,
+                "reloaded": result.reloaded,
+                "sandboxes": [
+                    {
+                        "name": s.name,
+                        "entries": [
+                            {
+                                "path": path,
+                                "action": action.value,
+                                "hostnew": path + HOSTNEW_SUFFIX if action is Action.CONFLICT else None,
+                            }
+                            for path, action in s.merge.entries
+                        ],
+                        "had_base": s.merge.had_base,
+                        "service_changes": list(s.service_changes),
+                        "units": list(s.units),
+                        "running": s.running,
+                        "restarted": s.name in restarted,
+                        "notes": list(s.notes),
+                    }
+                    for s in result.sandboxes
+                ],
+            }
+        )
+    elif restarted:
+        typer.echo("Restarted " + ", ".join(f"sandbox-{n}.service" for n in restarted) + ".")
+    elif no_restart and result.online and not result.dry_run and any(s.running for s in result.sandboxes):
+        typer.echo("Not restarted (--no-restart): running sandboxes use the new files once restarted.")
+    if failure is not None:
+        raise failure
+
+
 def main() -> None:
     """Entry point: typer handles usage errors itself; our errors become one message, a hint, an exit code."""
     try:

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from .atomic import write_atomic
 from .errors import AlreadyExists, SandboxError
-from .paths import Layout
+from .paths import VENDOR_UNIT_DIR, Layout
 from .render import MARKER
 from .tree import remove_tree
 
@@ -78,6 +78,8 @@ def write_units(
         target = unit_target(layout, path)
         text = files[path]
         shipped = not text.startswith(MARKER)
+        if shipped and layout.host(str(VENDOR_UNIT_DIR / path.name)).exists():
+            continue  # the package installed it; a copy in /etc would hide its updates
         if target.exists() or target.is_symlink():
             if not shipped and not is_ours(target, name):
                 raise AlreadyExists(

@@ -14,7 +14,12 @@ _INSTALLED = Path("/usr/share/sandbox-service")
 
 def data_dir(name: str) -> Path:
     override = os.environ.get("SANDBOX_SERVICE_DATADIR")
-    for base in (Path(override),) if override else (_CHECKOUT, _INSTALLED):
+    # a checkout is recognised by its pyproject.toml, so an installed copy never mistakes a stray
+    # site-packages/templates for its own data
+    in_checkout = (_CHECKOUT / "pyproject.toml").is_file()
+    for base in (
+        (Path(override),) if override else ((_CHECKOUT, _INSTALLED) if in_checkout else (_INSTALLED,))
+    ):
         if (base / name).is_dir():
             return base / name
     raise FileNotFoundError(

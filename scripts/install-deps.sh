@@ -10,7 +10,7 @@ cd "$repo"
 packages=(
     systemd systemd-container libsystemd-dev pkg-config gcc python3-dev python3-venv
     python3-selinux nginx-light apache2 curl iproute2 selinux-policy-dev rpm groff-base
-    busybox-static make semodule-utils zsh fish
+    busybox-static make semodule-utils zsh fish python3-pip python3-setuptools python3-wheel
 )
 
 # Services installed by apt (nginx, apache2, ...) must not be started on this

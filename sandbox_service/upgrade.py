@@ -1,0 +1,729 @@
+"""`upgrade`: bring sandboxes up to date after the host's packages were updated.
+
+Each sandbox's private /etc is merged three ways, path by path, for the /etc paths recorded in its spec:
+
+- base: NAME/base, the host's files as they were when last copied (create, then every upgrade);
+- host: the host's files now;
+- sandbox: NAME/root, the sandbox's files now.
+
+Entries are compared by kind, bytes (links: by target) and owner/mode. Where the host did not change an
+entry, nothing happens. Where it did and the sandbox still has the base's version, the host's is taken.
+Where both changed, the sandbox's is kept and the host's is written beside it as ``PATH.hostnew``. The
+base always moves on to the host's version, so the next upgrade does not report the same change again.
+Steps are ordered so that an interrupted upgrade is finished by running it again.
+
+The sandbox's tree is written by its service, so it is never trusted: every file in it is reached one
+directory at a time with O_NOFOLLOW (``*at`` calls on directory descriptors), never through a symlink,
+and files are replaced by rename from a temporary file in the same directory.
+
+Then the units are re-rendered from the spec (for a wrapped unit, from the host unit's settings read anew
+over D-Bus) and systemd reloads once for all sandboxes. restart_running() then restarts those that run, so
+the caller can show what was merged before a restart that may fail.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import functools
+import hashlib
+import os
+import shutil
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path, PurePosixPath
+
+from . import control, render, security, selinux, specfile
+from .discover.unit import service_def_from_settings
+from .errors import InvalidInput, NotFound, SandboxError
+from .install import Transaction, write_units
+from .paths import Layout, service_unit
+from .spec import Kind, SandboxSpec, ServiceDef
+from .systemd import Systemd, systemd_running
+
+HOSTNEW_SUFFIX = ".hostnew"
+RUNNING_STATES = ("active", "activating", "reloading")
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO swapped in cannot block
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_MISSING = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)  # ELOOP: O_NOFOLLOW met a symlink
+
+
+class Action(enum.Enum):
+    """What upgrade did (or, with --dry-run, would do) to one path of a sandbox."""
+
+    UPDATED = "updated"  # changed on the host only: the host's version was taken
+    ADDED = "added"  # new on the host: added to the sandbox
+    REMOVED = "removed"  # gone from the host, unchanged in the sandbox: removed
+    CONFLICT = "conflict"  # changed on both: the sandbox's kept, the host's written beside it as .hostnew
+    KEPT = "kept"  # changed on both, nothing to write beside it: the sandbox's kept (e.g. gone on the host)
+
+
+SANDBOX_CHANGES = (Action.UPDATED, Action.ADDED, Action.REMOVED)
+
+
+@dataclass(frozen=True)
+class MergeReport:
+    """The outcome of merging one sandbox's /etc. Paths are absolute, as the sandbox sees them."""
+
+    entries: tuple[tuple[str, Action], ...]
+    base_updates: int = 0  # paths whose base copy moved on to the host's version (reported or not)
+    had_base: bool = True  # False: no base existed, so every difference counted as a change on both sides
+
+    def paths(self, action: Action) -> tuple[str, ...]:
+        return tuple(p for p, a in self.entries if a is action)
+
+    @property
+    def changed(self) -> bool:
+        """Whether the sandbox's own files change (a .hostnew beside a kept file does not count)."""
+        return any(a in SANDBOX_CHANGES for _, a in self.entries)
+
+
+# -- reading trees ---------------------------------------------------------------------------------------
+
+
+class NodeKind(enum.Enum):
+    FILE = "file"
+    DIR = "dir"
+    LINK = "link"
+    OTHER = "other"  # fifo, socket, device: never copied, never equal to anything copied
+
+
+@dataclass(frozen=True)
+class Node:
+    """One directory entry, as much as the merge compares: kind, owner, mode and content."""
+
+    kind: NodeKind
+    uid: int = 0
+    gid: int = 0
+    mode: int = 0
+    content: str = ""  # sha256 of a file's bytes, the target of a link
+
+
+def _open_dir_at(parent_fd: int, name: str) -> int | None:
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    except OSError as exc:
+        if exc.errno in _MISSING:
+            return None
+        raise
+
+
+def _open_dir(root: Path, parts: Iterable[str]) -> int | None:
+    """A descriptor of root/parts..., opened one component at a time without following any symlink."""
+    try:
+        fd = os.open(root, _DIR_FLAGS)
+    except OSError as exc:
+        if exc.errno in _MISSING:
+            return None
+        raise
+    for part in parts:
+        sub = _open_dir_at(fd, part)
+        os.close(fd)
+        if sub is None:
+            return None
+        fd = sub
+    return fd
+
+
+def _lstat(parent_fd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in _MISSING:
+            return None
+        raise
+
+
+def _node_at(parent_fd: int, name: str) -> Node | None:
+    st = _lstat(parent_fd, name)
+    if st is None:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return Node(NodeKind.LINK, content=os.readlink(name, dir_fd=parent_fd))  # links: by target only
+    if stat.S_ISDIR(st.st_mode):
+        return Node(NodeKind.DIR, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+    if not stat.S_ISREG(st.st_mode):
+        return Node(NodeKind.OTHER)
+    try:
+        fd = os.open(name, _READ_FLAGS, dir_fd=parent_fd)
+    except OSError as exc:
+        if exc.errno in _MISSING:
+            return None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return Node(NodeKind.OTHER)
+        digest = hashlib.sha256()
+        while chunk := os.read(fd, 1 << 20):
+            digest.update(chunk)
+    finally:
+        os.close(fd)
+    return Node(NodeKind.FILE, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), digest.hexdigest())
+
+
+class _Reader:
+    """A read-only view of one tree; directory descriptors are cached for the time of the planning."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._fds: dict[str, int | None] = {}
+
+    def dir_fd(self, rel: str) -> int | None:
+        if rel not in self._fds:
+            if not rel:
+                self._fds[rel] = _open_dir(self.root, ())
+            else:
+                parent, _, name = rel.rpartition("/")
+                pfd = self.dir_fd(parent)
+                self._fds[rel] = None if pfd is None else _open_dir_at(pfd, name)
+        return self._fds[rel]
+
+    def node(self, rel: str) -> Node | None:
+        parent, _, name = rel.rpartition("/")
+        pfd = self.dir_fd(parent)
+        return None if pfd is None else _node_at(pfd, name)
+
+    def names(self, rel: str) -> list[str]:
+        fd = self.dir_fd(rel)
+        return [] if fd is None else sorted(os.listdir(fd))
+
+    def scan(self, tops: Iterable[str]) -> dict[str, Node]:
+        """Every entry at and below the top paths (FIFOs and the like left out, as copies leave them)."""
+        out: dict[str, Node] = {}
+
+        def visit(rel: str) -> None:
+            node = self.node(rel)
+            if node is None or node.kind is NodeKind.OTHER:
+                return
+            out[rel] = node
+            if node.kind is NodeKind.DIR:
+                for name in self.names(rel):
+                    visit(f"{rel}/{name}")
+
+        for top in tops:
+            if top not in out:
+                visit(top)
+        return out
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            if fd is not None:
+                os.close(fd)
+        self._fds.clear()
+
+
+# -- planning --------------------------------------------------------------------------------------------
+
+
+class _Op(enum.Enum):
+    TAKE = "take"  # make the sandbox's entry the host's (write it, or remove it when the host has none)
+    HOSTNEW = "hostnew"  # write the host's entry beside the sandbox's, as PATH.hostnew
+    BASE = "base"  # only the base moves on
+
+
+@dataclass(frozen=True)
+class _Step:
+    rel: str
+    op: _Op
+    host: Node | None  # what the base becomes (None: removed from the base)
+    before: Node | None  # the sandbox's entry when planned; TAKE re-checks it right before acting
+    action: Action | None  # what is reported (None: nothing the user needs to hear about)
+
+
+@dataclass(frozen=True)
+class MergePlan:
+    """Every step of a merge, computed by reading only; `report` is what --dry-run shows."""
+
+    base: Path
+    host: Path
+    sandbox: Path
+    steps: tuple[_Step, ...]
+    report: MergeReport
+
+
+def _key(rel: str) -> tuple[str, ...]:
+    return tuple(rel.split("/"))  # parents sort before their children
+
+
+def _ancestors(rel: str) -> Iterable[str]:
+    parts = rel.split("/")
+    for i in range(len(parts) - 1, 0, -1):
+        yield "/".join(parts[:i])
+
+
+def _top_paths(paths: Iterable[str]) -> list[str]:
+    tops = []
+    for p in paths:
+        if not p.startswith("/") or ".." in p.split("/"):
+            raise InvalidInput(f"not a normalized absolute path: {p!r}")
+        rel = p.strip("/")
+        if rel:
+            tops.append(rel)
+    return list(dict.fromkeys(tops))
+
+
+def plan_merge(base: Path, host: Path, sandbox: Path, paths: Sequence[str]) -> MergePlan:
+    """Plan the three-way merge of `paths` (absolute, as recorded in the spec) of three trees: `base`
+    (the last copy taken), `host` (the host's root) and `sandbox` (the sandbox's root). Reads only."""
+    readers = [_Reader(base), _Reader(host), _Reader(sandbox)]
+    try:
+        return _plan(base, host, sandbox, _top_paths(paths), *readers)
+    finally:
+        for r in readers:
+            r.close()
+
+
+def _plan(
+    base: Path, host: Path, sandbox: Path, tops: list[str], b: _Reader, h: _Reader, s: _Reader
+) -> MergePlan:
+    had_base = b.dir_fd("") is not None
+    old = b.scan(tops)
+    new = h.scan(tops)
+    steps: dict[str, _Step] = {}
+    reports: dict[str, Action] = {}
+    # directories the sandbox keeps in its own shape where the host has a directory (or had one): the
+    # entries below them only move the base on; the first host change below one is reported on it
+    blocked: dict[str, bool] = {}  # path -> reported already
+    made_dirs: set[str] = set()  # directories a TAKE step creates in the sandbox
+
+    def sandbox_has_dir(rel: str) -> bool:
+        if rel in made_dirs:
+            return True
+        node = s.node(rel) if rel else Node(NodeKind.DIR)
+        return node is not None and node.kind is NodeKind.DIR
+
+    for rel in sorted(set(old) | set(new), key=_key):
+        b_node, h_node = old.get(rel), new.get(rel)
+        if b_node == h_node:
+            if h_node is not None and h_node.kind is NodeKind.DIR and not sandbox_has_dir(rel):
+                blocked.setdefault(rel, False)
+            continue
+        # the host changed this entry: the base moves on to the host's version whatever happens
+        outer = next((a for a in _ancestors(rel) if a in blocked), None)
+        if outer is not None:
+            if not blocked[outer]:
+                blocked[outer] = True
+                reports[outer] = Action.KEPT
+            steps[rel] = _Step(rel, _Op.BASE, h_node, None, None)
+            continue
+        s_node = s.node(rel)
+        parent = rel.rpartition("/")[0]
+        # a directory the host replaced by a file or link: never emptied in the sandbox, kept as it is
+        replaces_dir = (
+            b_node is not None
+            and b_node.kind is NodeKind.DIR
+            and h_node is not None
+            and h_node.kind is not NodeKind.DIR
+        )
+        if s_node == b_node and not replaces_dir:
+            if h_node is not None and not sandbox_has_dir(parent):
+                steps[rel] = _Step(rel, _Op.BASE, h_node, s_node, Action.KEPT)  # nowhere to put it
+            else:
+                action = (
+                    Action.REMOVED if h_node is None else Action.ADDED if b_node is None else Action.UPDATED
+                )
+                steps[rel] = _Step(rel, _Op.TAKE, h_node, s_node, action)
+                if h_node is not None and h_node.kind is NodeKind.DIR:
+                    made_dirs.add(rel)
+        elif s_node == h_node:
+            steps[rel] = _Step(rel, _Op.BASE, h_node, s_node, None)  # the sandbox has it already
+        elif h_node is None or h_node.kind is NodeKind.DIR:
+            # gone on the host, or a directory (owner/mode, or in place of the sandbox's entry): keep
+            steps[rel] = _Step(rel, _Op.BASE, h_node, s_node, Action.KEPT)
+            if h_node is not None and not (s_node is not None and s_node.kind is NodeKind.DIR):
+                blocked[rel] = True
+        else:
+            ok = sandbox_has_dir(parent)
+            steps[rel] = _Step(
+                rel, _Op.HOSTNEW if ok else _Op.BASE, h_node, s_node, Action.CONFLICT if ok else Action.KEPT
+            )
+            if s_node is not None and s_node.kind is NodeKind.DIR:
+                blocked[rel] = True  # a directory the host replaced by a file: keep it whole
+    # a directory is removed only when nothing is left in it once the entries planned for removal are gone
+    removed: set[str] = set()
+    for rel in sorted(steps, key=_key, reverse=True):
+        step = steps[rel]
+        if step.op is not _Op.TAKE or step.host is not None:
+            continue
+        if step.before is not None and step.before.kind is NodeKind.DIR:
+            left = [n for n in s.names(rel) if f"{rel}/{n}" not in removed]
+            if left:
+                steps[rel] = replace(step, op=_Op.BASE, action=Action.KEPT)
+                continue
+        removed.add(rel)
+    for rel, step in steps.items():
+        if step.action is not None:
+            reports[rel] = step.action
+    entries = tuple(("/" + rel, reports[rel]) for rel in sorted(reports, key=_key))
+    ordered = tuple(steps[rel] for rel in sorted(steps, key=_key))
+    return MergePlan(base, host, sandbox, ordered, MergeReport(entries, len(ordered), had_base))
+
+
+# -- applying --------------------------------------------------------------------------------------------
+
+
+def _tmp_name() -> str:
+    return f".sandbox-service-upgrade-{os.getpid()}"
+
+
+def _discard(parent_fd: int, name: str) -> None:
+    st = _lstat(parent_fd, name)
+    if st is None:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(name, dir_fd=parent_fd)  # descriptor-based: never follows a link out of the tree
+    else:
+        os.unlink(name, dir_fd=parent_fd)
+
+
+def _set_meta(fd: int, st: os.stat_result) -> None:
+    os.fchown(fd, st.st_uid, st.st_gid)
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))  # after chown, which clears set-id bits
+    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _label(parent_fd: int, name: str, level: str | None) -> None:
+    if level:
+        # /proc/self/fd/N is the directory we hold open: no path component of the tree is looked up again
+        selinux.label_tree(Path(f"/proc/self/fd/{parent_fd}/{name}"), level)
+
+
+def _put(src_fd: int, name: str, dst_fd: int, dst_name: str, *, ours: bool, level: str | None) -> bool:
+    """Make dst_fd/dst_name a copy of src_fd/name (file, link, or a directory's owner and mode only).
+
+    A file or link is written under a temporary name and renamed into place. In a tree that is not ours
+    (the sandbox's) a directory in the way is left alone and False returned; in ours it is replaced."""
+    src = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
+    existing = _lstat(dst_fd, dst_name)
+    if stat.S_ISDIR(src.st_mode):
+        created = existing is None or not stat.S_ISDIR(existing.st_mode)
+        if created:
+            if existing is not None:
+                os.unlink(dst_name, dir_fd=dst_fd)
+            os.mkdir(dst_name, 0o700, dir_fd=dst_fd)
+        fd = _open_dir_at(dst_fd, dst_name)
+        if fd is None:
+            raise SandboxError(f"{dst_name} changed while it was being written")
+        try:
+            _set_meta(fd, src)
+        finally:
+            os.close(fd)
+        if created:
+            _label(dst_fd, dst_name, level)
+        return True
+    if existing is not None and stat.S_ISDIR(existing.st_mode):
+        if not ours:
+            return False
+        shutil.rmtree(dst_name, dir_fd=dst_fd)
+    tmp = _tmp_name()
+    _discard(dst_fd, tmp)
+    if stat.S_ISLNK(src.st_mode):
+        os.symlink(os.readlink(name, dir_fd=src_fd), tmp, dir_fd=dst_fd)
+        os.chown(tmp, src.st_uid, src.st_gid, dir_fd=dst_fd, follow_symlinks=False)
+        os.utime(tmp, ns=(src.st_atime_ns, src.st_mtime_ns), dir_fd=dst_fd, follow_symlinks=False)
+    else:
+        in_fd = os.open(name, _READ_FLAGS, dir_fd=src_fd)
+        try:
+            src = os.fstat(in_fd)
+            if not stat.S_ISREG(src.st_mode):
+                raise SandboxError(f"{name} changed while it was being copied")
+            out_fd = os.open(tmp, _CREATE_FLAGS, 0o600, dir_fd=dst_fd)
+            try:
+                while chunk := os.read(in_fd, 1 << 20):
+                    os.write(out_fd, chunk)
+                _set_meta(out_fd, src)
+                os.fsync(out_fd)
+            finally:
+                os.close(out_fd)
+        finally:
+            os.close(in_fd)
+    try:
+        _label(dst_fd, tmp, level)
+        os.rename(tmp, dst_name, src_dir_fd=dst_fd, dst_dir_fd=dst_fd)
+    except BaseException:
+        _discard(dst_fd, tmp)
+        raise
+    return True
+
+
+def _remove(parent_fd: int, name: str, *, ours: bool) -> bool:
+    """Remove an entry; in a tree that is not ours only an empty directory (False when not empty)."""
+    st = _lstat(parent_fd, name)
+    if st is None:
+        return True
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=parent_fd)
+    elif ours:
+        shutil.rmtree(name, dir_fd=parent_fd)
+    else:
+        try:
+            os.rmdir(name, dir_fd=parent_fd)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False
+            raise
+    return True
+
+
+def _parent_fd(root: Path, rel: str, *, create: bool) -> int | None:
+    parts = rel.split("/")[:-1]
+    if not create:
+        return _open_dir(root, parts)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(root, _DIR_FLAGS)
+    for part in parts:
+        sub = _open_dir_at(fd, part)
+        if sub is None:
+            _discard(fd, part)
+            os.mkdir(part, 0o755, dir_fd=fd)
+            sub = os.open(part, _DIR_FLAGS, dir_fd=fd)
+        os.close(fd)
+        fd = sub
+    return fd
+
+
+def apply_merge(plan: MergePlan, *, selinux_level: str | None = None) -> MergeReport:
+    """Carry out a plan: sandbox first, then base, for each path (so a rerun finishes an interrupted one).
+    Writes and directory creations go parents first, removals children first."""
+    actions = dict(plan.report.entries)
+    for step in plan.steps:
+        if step.host is not None:
+            _apply_step(plan, step, actions, selinux_level)
+    for step in reversed(plan.steps):
+        if step.host is None:
+            _apply_step(plan, step, actions, selinux_level)
+    entries = tuple((p, actions[p]) for p, _ in plan.report.entries)
+    return replace(plan.report, entries=entries)
+
+
+def _apply_step(plan: MergePlan, step: _Step, actions: dict[str, Action], level: str | None) -> None:
+    path = "/" + step.rel
+    name = step.rel.rpartition("/")[2]
+    try:
+        if step.op is not _Op.BASE:
+            ok = False
+            pfd = _parent_fd(plan.sandbox, step.rel, create=False)
+            if pfd is not None:
+                try:
+                    ok = _sandbox_step(plan.host, step, pfd, name, level)
+                finally:
+                    os.close(pfd)
+            if not ok:
+                actions[path] = Action.KEPT
+        bfd = _parent_fd(plan.base, step.rel, create=step.host is not None)
+        if bfd is None:
+            return  # nothing to remove: a directory above it went already
+        try:
+            if step.host is None:
+                _remove(bfd, name, ours=True)
+            else:
+                hfd = _parent_fd(plan.host, step.rel, create=False)
+                if hfd is None:
+                    raise FileNotFoundError(errno.ENOENT, "no such directory on the host", path)
+                try:
+                    _put(hfd, name, bfd, name, ours=True, level=level)
+                finally:
+                    os.close(hfd)
+        finally:
+            os.close(bfd)
+    except OSError as exc:
+        raise SandboxError(
+            f"cannot merge {path} into {plan.sandbox}: {exc.strerror or exc}",
+            "what was merged so far is consistent: fix the cause and run upgrade again to finish",
+        ) from exc
+
+
+def _sandbox_step(host: Path, step: _Step, pfd: int, name: str, level: str | None) -> bool:
+    if step.op is _Op.TAKE and _node_at(pfd, name) != step.before:
+        return False  # the sandbox changed it since the plan was made: keep the sandbox's
+    if step.host is None:
+        return _remove(pfd, name, ours=False)
+    hfd = _parent_fd(host, step.rel, create=False)
+    if hfd is None:
+        raise FileNotFoundError(errno.ENOENT, "no such directory on the host", "/" + step.rel)
+    try:
+        target = name + HOSTNEW_SUFFIX if step.op is _Op.HOSTNEW else name
+        return _put(hfd, name, pfd, target, ours=False, level=level)
+    finally:
+        os.close(hfd)
+
+
+def merge(
+    base: Path, host: Path, sandbox: Path, paths: Sequence[str], *, dry_run: bool = False
+) -> MergeReport:
+    """Plan and (unless dry_run) apply the three-way merge; see plan_merge."""
+    plan = plan_merge(base, host, sandbox, paths)
+    return plan.report if dry_run else apply_merge(plan)
+
+
+# -- the command -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SandboxUpgrade:
+    name: str
+    merge: MergeReport
+    service_changes: tuple[str, ...]  # ServiceDef fields that differ after re-reading the host unit
+    units: tuple[str, ...]  # unit files rewritten (with --dry-run: that would be)
+    running: bool  # its service was running (restart_running restarts it)
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UpgradeResult:
+    sandboxes: tuple[SandboxUpgrade, ...]
+    online: bool  # systemd was told (reload, restarts); False with --root or where it is not running
+    dry_run: bool
+    reloaded: bool
+
+
+@dataclass(frozen=True)
+class _Planned:
+    spec: SandboxSpec  # as on disk
+    new_spec: SandboxSpec
+    merge: MergePlan | None
+    files: dict[PurePosixPath, str]  # rendered units, by path on the target system
+    units: tuple[str, ...]  # those whose text differs from what is on disk
+    service_changes: tuple[str, ...]
+    running: bool
+    notes: tuple[str, ...]
+
+
+def etc_copies(spec: SandboxSpec) -> tuple[str, ...]:
+    """The copied paths upgrade merges: those under /etc (only they have a base copy)."""
+    if spec.kind is Kind.CHROOT:
+        return ()
+    return tuple(p for p in spec.copies if p.startswith("/etc/"))
+
+
+def upgrade(
+    layout: Layout, names: Sequence[str], *, all_sandboxes: bool = False, dry_run: bool = False
+) -> UpgradeResult:
+    """Merge, save specs, write units, reload once. Nothing is restarted: see restart_running."""
+    if all_sandboxes and names:
+        raise InvalidInput("give sandbox names or --all, not both")
+    if not all_sandboxes and not names:
+        raise InvalidInput("no sandbox given", "name the sandboxes to upgrade, or use --all for every one")
+    chosen = control.sandbox_names(layout) if all_sandboxes else list(dict.fromkeys(names))
+    specs = [control.load_spec(layout, n) for n in chosen]
+    online = layout.root == Path("/") and systemd_running()
+    sd = Systemd() if online else None
+    try:
+        # everything is read and checked before anything is written
+        planned = [_plan_one(layout, spec, sd) for spec in specs]
+        if dry_run:
+            results = [_result(p, p.merge.report if p.merge else MergeReport(())) for p in planned]
+            return UpgradeResult(tuple(results), online, True, False)
+        return _apply_all(layout, planned, sd)
+    finally:
+        if sd is not None:
+            sd.__exit__(None, None, None)
+
+
+def _plan_one(layout: Layout, spec: SandboxSpec, sd: Systemd | None) -> _Planned:
+    notes: list[str] = []
+    new_spec = spec
+    if spec.kind is Kind.UNIT and spec.source_unit:
+        if sd is None:
+            notes.append(f"systemd is not running here: the settings of {spec.source_unit} were not re-read")
+        else:
+            new_spec = replace(spec, service=_reread_service(spec, spec.source_unit, sd))
+    changes = tuple(
+        f.name
+        for f in fields(ServiceDef)
+        if getattr(spec.service, f.name) != getattr(new_spec.service, f.name)
+    )
+    notes += _service_notes(spec, new_spec, changes)
+    files = render.render(new_spec)
+    units = tuple(str(p) for p, text in files.items() if _read(layout.host(str(p))) != text)
+    paths = etc_copies(spec)
+    plan = None
+    if paths:
+        plan = plan_merge(layout.base_dir(spec.name), layout.root, layout.sandbox_root(spec.name), paths)
+        if not plan.report.had_base:
+            notes.append(
+                "no base copy (created by an older version): every difference from the host counts as "
+                "a change in the sandbox; the base is made from the host's files now"
+            )
+    running = sd is not None and sd.service_status(service_unit(spec.name)).active_state in RUNNING_STATES
+    return _Planned(spec, new_spec, plan, files, units, changes, running, tuple(notes))
+
+
+def _reread_service(spec: SandboxSpec, unit: str, sd: Systemd) -> ServiceDef:
+    try:
+        return service_def_from_settings(sd.unit_settings(unit))
+    except NotFound as exc:
+        raise NotFound(
+            f"sandbox {spec.name!r} wraps {unit}, which is gone: {exc.message}",
+            f"reinstall its package, or remove the sandbox with: sandbox-service delete {spec.name}",
+        ) from exc
+    except SandboxError as exc:
+        raise type(exc)(f"sandbox {spec.name!r}: {exc.message}", exc.hint) from exc
+
+
+def _service_notes(old: SandboxSpec, new: SandboxSpec, changes: tuple[str, ...]) -> list[str]:
+    notes = []
+    for key in ("user", "group"):
+        if key in changes:
+            notes.append(
+                f"{new.source_unit} now has {key.capitalize()}={getattr(new.service, key) or '(none)'}, "
+                f"the sandbox had {getattr(old.service, key) or '(none)'}: the host unit's is used now"
+            )
+    caps_before = security.needed_capabilities(old.service)
+    caps_after = security.needed_capabilities(new.service)
+    if caps_before != caps_after and any(d.key == "CapabilityBoundingSet" for d in new.security.directives):
+        notes.append(
+            f"{new.source_unit} now needs the capabilities {' '.join(caps_after) or '(none)'}; the "
+            "sandbox's CapabilityBoundingSet= (from its security profile) was left as it was"
+        )
+    return notes
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+
+
+def _result(p: _Planned, report: MergeReport) -> SandboxUpgrade:
+    return SandboxUpgrade(p.spec.name, report, p.service_changes, p.units, p.running, p.notes)
+
+
+def _apply_all(layout: Layout, planned: list[_Planned], sd: Systemd | None) -> UpgradeResult:
+    reports = []
+    with Transaction() as tx:
+        for p in planned:
+            spec = p.spec
+            # files first: they are consistent step by step and a rerun finishes them; the spec and the
+            # units follow, and are rolled back if systemd cannot reload
+            reports.append(
+                apply_merge(p.merge, selinux_level=spec.selinux_level) if p.merge else MergeReport(())
+            )
+            if p.new_spec != spec:
+                path = layout.spec_file(spec.name)
+                tx.on_rollback(functools.partial(specfile.save, path, spec))
+                specfile.save(path, p.new_spec)
+            if p.units:
+                write_units(tx, layout, p.files, spec.name, replace=True)
+        reloaded = False
+        if sd is not None and any(p.units for p in planned):
+            sd.reload()
+            reloaded = True
+        tx.commit()
+    results = [_result(p, r) for p, r in zip(planned, reports, strict=True)]
+    return UpgradeResult(tuple(results), sd is not None, False, reloaded)
+
+
+def restart_running(layout: Layout, result: UpgradeResult) -> tuple[str, ...]:
+    """Restart the upgraded sandboxes that were running (one job each, waited for together), so they use
+    the new files, units and the host's updated programs. Returns their names; nothing offline or dry."""
+    names = tuple(s.name for s in result.sandboxes if s.running)
+    if names and result.online and not result.dry_run:
+        control.restart(layout, names)
+        return names
+    return ()
