@@ -19,6 +19,18 @@ _sandbox_service_units()
         awk '$1 !~ /@\.service$/ { print $1 }'
 }
 
+# Security profiles: the shipped ones and the administrator's.
+_sandbox_service_profiles()
+{
+    local f
+    printf '%s\n' default strict trusted nonetwork
+    for f in /usr/share/sandbox-service/profiles/*.conf /etc/sandbox-service/profiles/*.conf; do
+        [[ -f $f ]] || continue
+        f=${f##*/}
+        printf '%s\n' "${f%.conf}"
+    done
+}
+
 # COMPREPLY from compgen's output, one candidate per line.
 _sandbox_service_reply()
 {
@@ -42,13 +54,17 @@ _sandbox_service()
     local cur=${words[cword]}
 
     local global_opts='--debug --root --version --install-completion --show-completion -h --help'
-    local commands='create start stop restart reload status list logs delete upgrade'
+    local commands='create start stop restart reload status list logs delete upgrade
+        profiles execute connect clone enable disable'
     local create_opts='-u --unit -P --package -C --copy --user --group --memory --cpu-quota
         --cpu-weight --io-weight --tasks-max --chroot --selinux --description --enable --now
+        --profile --memory-deny-write-execute --allow-write-execute --private-users
+        --no-private-users --max-exposure --exist-ok
         --dry-run --json -h --help --'
     # Options that take a value (the next word, or after "=").
     local value_opts=' --root -u --unit -P --package -C --copy --user --group --memory --cpu-quota
-        --cpu-weight --io-weight --tasks-max --chroot --selinux --description -n --lines '
+        --cpu-weight --io-weight --tasks-max --chroot --selinux --description -n --lines
+        --profile --max-exposure --shell '
 
     # Walk the words before the cursor: the command, its arguments, an option still waiting for its value.
     local cmd='' pending='' nargs=0 dashdash=0
@@ -58,7 +74,7 @@ _sandbox_service()
             pending=''
         elif ((dashdash)); then
             ((nargs++))
-        elif [[ $w == -- && $cmd == create ]]; then
+        elif [[ $w == -- && ($cmd == create || $cmd == execute) ]]; then
             dashdash=1
         elif [[ $w == -* ]]; then
             [[ $value_opts == *[[:space:]]$w[[:space:]]* ]] && pending=$w
@@ -89,6 +105,11 @@ _sandbox_service()
             --user) _sandbox_service_reply -u -- "$cur" ;;
             --group) _sandbox_service_reply -g -- "$cur" ;;
             --selinux) _sandbox_service_reply -W 'auto enabled disabled' -- "$cur" ;;
+            --profile) _sandbox_service_reply -W "$(_sandbox_service_profiles)" -- "$cur" ;;
+            --shell)
+                compopt -o filenames 2>/dev/null
+                _sandbox_service_reply -f -- "$cur"
+                ;;
             *) COMPREPLY=() ;;
         esac
         return 0
@@ -103,8 +124,8 @@ _sandbox_service()
         return 0
     fi
 
-    # create NAME [--] COMMAND [ARGUMENT...]: a program first, then files.
-    if [[ $cmd == create ]] && { ((dashdash)) || { ((nargs >= 1)) && [[ $cur != -* ]]; }; }; then
+    # create|execute NAME [--] COMMAND [ARGUMENT...]: a program first, then files.
+    if [[ $cmd == create || $cmd == execute ]] && { ((dashdash)) || { ((nargs >= 1)) && [[ $cur != -* ]]; }; }; then
         compopt -o filenames 2>/dev/null
         if ((nargs <= 1)) && [[ $cur != */* ]]; then
             _sandbox_service_reply -c -- "$cur"
@@ -124,12 +145,18 @@ _sandbox_service()
         status) opts='--json -h --help' && ((nargs == 0)) && names=1 ;;
         logs) opts='-f --follow -n --lines -h --help' && ((nargs == 0)) && names=1 ;;
         list) opts='--json -h --help' ;;
+        profiles) opts='--json -h --help' ;;
+        execute | clone) ((nargs == 0)) && names=1 ;;
+        connect) opts='--shell -h --help' && ((nargs == 0)) && names=1 ;;
+        enable | disable) names=1 ;;
         *) return 0 ;;
     esac
     if [[ $cur == -* ]]; then
         _sandbox_service_reply -W "$opts" -- "$cur"
     elif ((names)); then
         _sandbox_service_reply -W "$(_sandbox_service_names)" -- "$cur"
+    elif [[ $cmd == profiles ]] && ((nargs == 0)); then
+        _sandbox_service_reply -W "$(_sandbox_service_profiles)" -- "$cur"
     fi
     return 0
 } &&

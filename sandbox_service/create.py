@@ -16,7 +16,7 @@ from . import render, security, selinux, specfile, tree
 from .control import run_job, sandbox_names
 from .discover import host as host_discovery
 from .discover import packages
-from .discover.unit import service_def_from_settings, unit_name_for
+from .discover.unit import service_def_from_settings, unit_name_for, with_overrides
 from .errors import AlreadyExists, DiscoveryFailed, InvalidInput, NotFound, SystemdUnavailable, TooExposed
 from .exposure import exposure
 from .install import Transaction, enable_offline, publish_dir, stage_dir, write_units
@@ -117,8 +117,7 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
         description = req.description or " ".join(req.command)[:80]
     else:
         raise InvalidInput("nothing to run", "name a host unit with --unit UNIT, or give a command after --")
-    if req.unit and (req.user or req.group):
-        service = replace(service, user=req.user or service.user, group=req.group or service.group)
+    service = with_overrides(service, req.user, req.group)
 
     copies: list[str] = []
     for pkg in pkgs:
@@ -146,13 +145,9 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
     )
     all_copies = tuple(dict.fromkeys(base + _outermost(copies)))
 
-    profile = security.load_profile(req.profile, layout.host(security.ADMIN_PROFILES))
-    resolved = security.resolve(
-        profile,
-        service,
-        hostinfo.systemd_version,
-        memory_deny_write_execute=req.memory_deny_write_execute,
-        private_users=req.private_users,
+    chosen = Security(req.profile, req.memory_deny_write_execute, req.private_users)
+    resolved = security.settle(
+        chosen, service, hostinfo.systemd_version, layout.host(security.ADMIN_PROFILES)
     )
     for d in resolved.dropped:
         notes.append(f"{d.key}= left out: systemd {hostinfo.systemd_version} does not know it")
@@ -172,7 +167,9 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
         readonly_binds=() if req.chroot else hostinfo.readonly_binds,
         enabled=req.enable,
         network=req.network,
-        security=Security(profile.name, resolved.directives),
+        security=replace(chosen, directives=resolved.directives),
+        user=req.user,
+        group=req.group,
     )
     others = [specfile.load(layout.spec_file(n)) for n in sandbox_names(layout) if n != name]
     network_checks.check_host(spec, others, layout)

@@ -14,7 +14,7 @@ from pathlib import Path
 from . import directives
 from .errors import InvalidInput, NotFound
 from .resources import data_dir
-from .spec import Directive, ServiceDef, check_text
+from .spec import Directive, Security, ServiceDef, check_text
 
 ADMIN_PROFILES = Path("/etc/sandbox-service/profiles")
 DEFAULT_PROFILE = "default"
@@ -127,3 +127,15 @@ def resolve(
     kept = tuple(d for d in items if directives.min_version(d.key, d.value) <= systemd_version)
     dropped = tuple(d for d in items if d not in kept)
     return Resolved(kept, dropped)
+
+
+def settle(chosen: Security, service: ServiceDef, systemd_version: int, admin_dir: Path) -> Resolved:
+    """Resolve the admin's choice (profile and flags) for a service; used by create and upgrade alike."""
+    profile = load_profile(chosen.profile, admin_dir)
+    return resolve(
+        profile,
+        service,
+        systemd_version,
+        memory_deny_write_execute=chosen.memory_deny_write_execute,
+        private_users=chosen.private_users,
+    )

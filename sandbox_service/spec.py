@@ -238,7 +238,11 @@ class Directive:
 
 @dataclass(frozen=True)
 class Security:
+    """The profile and flags the admin chose, and the directives they resolved to for this service."""
+
     profile: str = "default"
+    memory_deny_write_execute: bool | None = None  # None: as the profile says
+    private_users: bool | None = None
     directives: tuple[Directive, ...] = ()
 
 
@@ -289,6 +293,8 @@ class SandboxSpec:
     enabled: bool = False  # started by sandbox.target at boot
     network: NetworkSpec = field(default_factory=NetworkSpec)
     security: Security = field(default_factory=Security)
+    user: str | None = None  # --user/--group given at create: wins over the wrapped unit's User=/Group=
+    group: str | None = None
 
     def __post_init__(self) -> None:
         check_name(self.name)

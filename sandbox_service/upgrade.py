@@ -35,7 +35,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path, PurePosixPath
 
 from . import control, render, security, selinux, specfile
-from .discover.unit import service_def_from_settings
+from .discover import host as host_discovery
+from .discover.unit import service_def_from_settings, with_overrides
 from .errors import InvalidInput, NotFound, SandboxError
 from .install import Transaction, write_units
 from .paths import Layout, service_unit
@@ -631,7 +632,12 @@ def _plan_one(layout: Layout, spec: SandboxSpec, sd: Systemd | None) -> _Planned
         if sd is None:
             notes.append(f"systemd is not running here: the settings of {spec.source_unit} were not re-read")
         else:
-            new_spec = replace(spec, service=_reread_service(spec, spec.source_unit, sd))
+            service = with_overrides(_reread_service(spec, spec.source_unit, sd), spec.user, spec.group)
+            version = host_discovery.systemd_version(layout.root)
+            settled = security.settle(spec.security, service, version, layout.host(security.ADMIN_PROFILES))
+            new_spec = replace(
+                spec, service=service, security=replace(spec.security, directives=settled.directives)
+            )
     changes = tuple(
         f.name
         for f in fields(ServiceDef)
@@ -670,15 +676,13 @@ def _service_notes(old: SandboxSpec, new: SandboxSpec, changes: tuple[str, ...])
     for key in ("user", "group"):
         if key in changes:
             notes.append(
-                f"{new.source_unit} now has {key.capitalize()}={getattr(new.service, key) or '(none)'}, "
-                f"the sandbox had {getattr(old.service, key) or '(none)'}: the host unit's is used now"
+                f"{new.source_unit} now runs with {key.capitalize()}={getattr(new.service, key) or '(none)'} "
+                f"(was {getattr(old.service, key) or '(none)'})"
             )
-    caps_before = security.needed_capabilities(old.service)
-    caps_after = security.needed_capabilities(new.service)
-    if caps_before != caps_after and any(d.key == "CapabilityBoundingSet" for d in new.security.directives):
+    if old.security.directives != new.security.directives:
         notes.append(
-            f"{new.source_unit} now needs the capabilities {' '.join(caps_after) or '(none)'}; the "
-            "sandbox's CapabilityBoundingSet= (from its security profile) was left as it was"
+            f"security profile {new.security.profile!r} resolved anew for the changed service "
+            "(see the unit for its directives)"
         )
     return notes
 

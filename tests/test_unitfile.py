@@ -197,7 +197,11 @@ def test_self_alias_is_ignored_and_linked_unit_keeps_the_link_path(tree: Tree) -
     tree.write("/opt/app/app-v2.service", "[Service]\nExecStart=/opt/app/run\n")
     tree.link(f"{ETC}/app.service", "/opt/app/app-v2.service")
     u = tree.load("app.service")
-    assert (u.id, u.fragment_path, u.exec_start) == ("app.service", f"{ETC}/app.service", (cmd("/opt/app/run"),))
+    assert (u.id, u.fragment_path, u.exec_start) == (
+        "app.service",
+        f"{ETC}/app.service",
+        (cmd("/opt/app/run"),),
+    )
     tree.link(f"{ETC}/broken.service", "/opt/app/missing.service")
     with pytest.raises(NotFound):
         tree.load("broken.service")
@@ -237,7 +241,7 @@ def test_dropins_sorted_by_name_and_higher_directories_mask_lower(tree: Tree) ->
     tree.write(f"{LIB}/web.service.d/10-a.conf", "[Service]\nEnvironment=A=lib")
     tree.write(f"{ETC}/web.service.d/10-a.conf", "[Service]\nEnvironment=A=etc")  # masks the /usr/lib one
     tree.write(f"{LIB}/web.service.d/20-b.conf", "[Service]\nEnvironment=B=lib")
-    tree.write(f"/run/systemd/system/web.service.d/05-c.conf", "[Service]\nEnvironment=FROM=run")
+    tree.write("/run/systemd/system/web.service.d/05-c.conf", "[Service]\nEnvironment=FROM=run")
     tree.link(f"{ETC}/web.service.d/30-gone.conf", "/dev/null")  # masks, and is listed
     tree.write(f"{LIB}/web.service.d/30-gone.conf", "[Service]\nEnvironment=GONE=1")
     tree.write(f"{ETC}/web.service.d/.40-hidden.conf", "[Service]\nEnvironment=HIDDEN=1")
@@ -406,13 +410,17 @@ def test_exec_prefixes_become_systemds_flags(tree: Tree) -> None:
 def test_exec_quoting_escapes_and_separators(tree: Tree) -> None:
     tree.unit(
         "web.service",
-        "ExecStartPre=/usr//sbin/./nginx -g 'daemon on; master_process on;' \"a b\"c 'd'\"e\" \"\"\n"
-        "ExecStartPre=/bin/esc \\x41 \\101 \\u00e9 \\n\\t \\s \"q\\\"q\" \\q trailing\\ \n"
+        'ExecStartPre=/usr//sbin/./nginx -g \'daemon on; master_process on;\' "a b"c \'d\'"e" ""\n'
+        'ExecStartPre=/bin/esc \\x41 \\101 \\u00e9 \\n\\t \\s "q\\"q" \\q trailing\\ \n'
         "ExecStartPre=/bin/one ; /bin/two \\; x;y ; relative arg\n"
         "ExecStart=/bin/start",
     )
     assert tree.load("web.service").exec_start_pre == (
-        RawExec("/usr/sbin/nginx", ("/usr//sbin/./nginx", "-g", "daemon on; master_process on;", "a bc", "de", ""), ()),
+        RawExec(
+            "/usr/sbin/nginx",
+            ("/usr//sbin/./nginx", "-g", "daemon on; master_process on;", "a bc", "de", ""),
+            (),
+        ),
         RawExec("/bin/esc", ("/bin/esc", "A", "A", "\u00e9", "\n\t", " ", 'q"q', "\\q", "trailing\\"), ()),
         cmd("/bin/one"),
         RawExec("/bin/two", ("/bin/two", ";", "x;y"), ()),
@@ -456,7 +464,7 @@ def test_environment_words(tree: Tree) -> None:
         "Environment=\"A=1 2\" B=x\\x41 'C=q r' 9BAD=1 NOEQ E= F=%n%% G=\"a\"'b'c\n"
         "Environment=B=second H=tab\\tnl\\n\n"
         "Environment=I=kept J=\\q K=lost\n"  # an error stops the line; words before it stay
-        "Environment=L=\"unbalanced\n",
+        'Environment=L="unbalanced\n',
     )
     warnings: list[str] = []
     u = tree.load("web.service", warnings)
@@ -481,8 +489,8 @@ def test_environment_files_pid_file_and_paths(tree: Tree) -> None:
         "PIDFile=/var/run/web//web.pid\n"
         "WorkingDirectory=-/srv/%p/\n"
         "RootDirectory=/srv/root/\nRootImage=/img/%N.raw\n"
-        "ReadWritePaths=-/var/lib/x +/data \"/with space\" /a/../b /c/./d/ relative\n"
-        "ReadWritePaths=/e \"unbalanced\n",
+        'ReadWritePaths=-/var/lib/x +/data "/with space" /a/../b /c/./d/ relative\n'
+        'ReadWritePaths=/e "unbalanced\n',
     )
     u = tree.load("web.service")
     assert u.environment_files == (("/etc/default/web", True), ("/etc/with space/x", False))
@@ -514,7 +522,7 @@ def test_execution_directories(tree: Tree) -> None:
     tree.unit(
         "web.service",
         "ExecStart=/bin/w\n"
-        "StateDirectory=b a b a/../c /abs private/x \"x y\" link:target p\\:q %p\n"
+        'StateDirectory=b a b a/../c /abs private/x "x y" link:target p\\:q %p\n'
         "LogsDirectory=b/c b b-c b/a\n"
         "CacheDirectory=ok bad\\ \n"
         "ConfigurationDirectory=one\nConfigurationDirectory=two\n",
@@ -561,7 +569,8 @@ def test_invalid_values_are_ignored_keeping_the_previous_value(tree: Tree) -> No
 
 
 @pytest.mark.parametrize(
-    "value, signal", [("SIGHUP", 1), ("TERM", 15), ("9", 9), ("RTMIN", 34), ("SIGRTMIN+2", 36), ("RTMAX-1", 63)]
+    "value, signal",
+    [("SIGHUP", 1), ("TERM", 15), ("9", 9), ("RTMIN", 34), ("SIGRTMIN+2", 36), ("RTMAX-1", 63)],
 )
 def test_kill_signal_names_and_numbers(tree: Tree, value: str, signal: int) -> None:
     tree.unit("web.service", f"ExecStart=/bin/w\nKillSignal={value}")
@@ -625,7 +634,9 @@ def test_capabilities(tree: Tree) -> None:
     u = tree.load("web.service")
     assert u.capability_bounding_set == (1 << 12) | (1 << 3) | 1
     assert u.ambient_capabilities == ALL_CAPS & ~(1 << 13)
-    tree.unit("none.service", "ExecStart=/bin/w\nCapabilityBoundingSet=\nAmbientCapabilities=CAP_NET_BIND_SERVICE")
+    tree.unit(
+        "none.service", "ExecStart=/bin/w\nCapabilityBoundingSet=\nAmbientCapabilities=CAP_NET_BIND_SERVICE"
+    )
     u = tree.load("none.service")
     assert (u.capability_bounding_set, u.ambient_capabilities) == (0, 1 << 10)
 

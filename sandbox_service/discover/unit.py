@@ -7,6 +7,7 @@ refused with the reason, never silently dropped.
 from __future__ import annotations
 
 import signal
+from dataclasses import replace
 
 from ..errors import InvalidInput, NotWrappable
 from ..security import ALL_CAPS_MASK, caps_from_mask
@@ -78,6 +79,13 @@ def service_def_from_settings(u: UnitSettings) -> ServiceDef:
         else caps_from_mask(u.capability_bounding_set),
         ambient_capabilities=caps_from_mask(u.ambient_capabilities),
     )
+
+
+def with_overrides(service: ServiceDef, user: str | None, group: str | None) -> ServiceDef:
+    """The admin's --user/--group win over the wrapped unit's User=/Group=."""
+    if not (user or group):
+        return service
+    return replace(service, user=user or service.user, group=group or service.group)
 
 
 def _refuse_unwrappable(u: UnitSettings) -> None:

@@ -91,8 +91,8 @@ class _Tree:
             candidate = "/" + "/".join([*done, part])
             if (todo or follow_last) and self.host(candidate).is_symlink():
                 hops += 1
-                if hops > _MAX_SYMLINK_HOPS:
-                    raise InvalidInput(f"too many levels of symbolic links in {path} under {self.root}")
+                if hops > _MAX_SYMLINK_HOPS:  # a loop: leave the rest unresolved (it will not be found)
+                    return "/" + "/".join([*done, part, *todo])
                 target = os.readlink(self.host(candidate))
                 if target.startswith("/"):
                     done = []
@@ -115,13 +115,13 @@ class _Tree:
             return ""
         try:
             return self.host(real).read_bytes().decode("utf-8", "surrogateescape")
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
+        except OSError:
             return None
 
     def listdir(self, path: str) -> list[str]:
         try:
             return sorted(os.listdir(self.host(self.chase(path))))
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:
             return []
 
 
@@ -247,6 +247,8 @@ def _path_key(path: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Assignment:
+    """One KEY=VALUE of a unit file, with its section and the line it starts on."""
+
     section: str
     key: str
     value: str
@@ -978,6 +980,27 @@ def _handle_exec(svc: _Service, key: str, value: str, ctx: _Ctx) -> None:
     svc.execs[key].extend(_parse_exec_line(value, key, ctx))
 
 
+def _exec_prefixes(word: str) -> tuple[set[str], bool, str]:
+    """The flags of the prefixes "-", ":", "+", "!", "!!", whether "@" was given, and the rest of the word."""
+    flags: set[str] = set()
+    own_argv0 = False
+    for i, c in enumerate(word):
+        if c == "-" and "ignore-failure" not in flags:
+            flags.add("ignore-failure")
+        elif c == "@" and not own_argv0:
+            own_argv0 = True
+        elif c == ":" and "no-env-expand" not in flags:
+            flags.add("no-env-expand")
+        elif c in "+!" and not flags & {"privileged", "no-setuid", "ambient"}:
+            flags.add("privileged" if c == "+" else "no-setuid")
+        elif c == "!" and not flags & {"privileged", "ambient"}:  # the second "!" of "!!"
+            flags.discard("no-setuid")
+            flags.add("ambient")
+        else:
+            return flags, own_argv0, word[i:]
+    return flags, own_argv0, ""
+
+
 def _parse_exec_line(value: str, key: str, ctx: _Ctx) -> list[RawExec]:
     """One Exec*= value: commands separated by a lone ";", each with its prefixes, quoting and escapes.
 
@@ -992,26 +1015,9 @@ def _parse_exec_line(value: str, key: str, ctx: _Ctx) -> list[RawExec]:
             first, pos = _next_word(value, pos, unquote=True, cunescape=True, relax=True)
             if first is None:
                 return out
-            flags: set[str] = set()
-            own_argv0 = False
-            i = 0
-            for c in first:
-                if c == "-" and "ignore-failure" not in flags:
-                    flags.add("ignore-failure")
-                elif c == "@" and not own_argv0:
-                    own_argv0 = True
-                elif c == ":" and "no-env-expand" not in flags:
-                    flags.add("no-env-expand")
-                elif c in "+!" and not flags & {"privileged", "no-setuid", "ambient"}:
-                    flags.add("privileged" if c == "+" else "no-setuid")
-                elif c == "!" and not flags & {"privileged", "ambient"}:
-                    flags.discard("no-setuid")
-                    flags.add("ambient")
-                else:
-                    break
-                i += 1
+            flags, own_argv0, rest = _exec_prefixes(first)
             ignore = "ignore-failure" in flags
-            path = ctx.spec.expand(first[i:])
+            path = ctx.spec.expand(rest)
             if not path:
                 raise _SyntaxError("empty executable path")
             if not path.startswith("/") and ("/" in path or path in (".", "..") or len(path) > 255):
@@ -1193,8 +1199,13 @@ class _Finder:
         suffix = "." + basename.rpartition(".")[2]
         found = {basename}
         for directory in self.search:
-            for entry in self.tree.listdir(directory):
-                if entry.endswith(suffix) and _Name.parse(entry) is not None:
+            real = self.tree.chase(directory)
+            for entry in self.tree.listdir(real):
+                # only symlinks name something else (a name that is a file here may be a link higher up,
+                # and is then found when that directory is listed)
+                if not entry.endswith(suffix) or not self.tree.host(f"{real}/{entry}").is_symlink():
+                    continue
+                if _Name.parse(entry) is not None:
                     r = self.resolve(entry)
                     if r is not None and r.path and r.path.rpartition("/")[2] == basename:
                         found.add(entry)
