@@ -20,7 +20,28 @@ function __sandbox_service_units
     systemctl list-unit-files --type=service --no-legend 2>/dev/null | string match -rv '^\S+@\.service' | string replace -r '\s.*' ''
 end
 
-set -l commands create start stop restart reload status list logs delete upgrade
+# Security profiles: the shipped ones and the administrator's.
+function __sandbox_service_profiles
+    printf '%s\n' default strict trusted nonetwork
+    for f in /usr/share/sandbox-service/profiles/*.conf /etc/sandbox-service/profiles/*.conf
+        basename $f .conf
+    end
+end
+
+# True while no argument follows the subcommand (one of $argv) yet: for the first argument only.
+function __sandbox_service_first_arg
+    set -l seen 0
+    for t in (commandline -opc)[2..-1]
+        if test $seen = 1
+            string match -q -- '-*' $t; or return 1
+        else if contains -- $t $argv
+            set seen 1
+        end
+    end
+    test $seen = 1
+end
+
+set -l commands create start stop restart reload status list logs delete upgrade profiles execute connect clone enable disable
 set -l c sandbox-service
 
 complete -c $c -f
@@ -44,6 +65,12 @@ complete -c $c -n "not __fish_seen_subcommand_from $commands" -a list -d 'List a
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a logs -d 'Show the journal of a sandbox'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a delete -d 'Stop, disable and remove sandboxes'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a upgrade -d 'Merge host updates into sandboxes, restart them'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a profiles -d 'List the security profiles, or show one'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a execute -d 'Run a command inside a running sandbox'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a connect -d 'Open a shell inside a running sandbox'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a clone -d 'Make a new sandbox from an existing one'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a enable -d 'Start sandboxes at boot'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a disable -d 'Stop starting sandboxes at boot'
 
 # Commands that take sandbox names.
 complete -c $c -n "__fish_seen_subcommand_from start stop restart reload status logs delete upgrade" -a '(__sandbox_service_names)'
@@ -65,6 +92,13 @@ complete -c $c -n $create -l selinux -x -a 'auto enabled disabled' -d 'SELinux l
 complete -c $c -n $create -l description -x -d 'Text for Description='
 complete -c $c -n $create -l enable -d 'Start the sandbox at boot'
 complete -c $c -n $create -l now -d 'Start the sandbox and wait until it runs'
+complete -c $c -n $create -l profile -x -a '(__sandbox_service_profiles)' -d 'Security profile'
+complete -c $c -n $create -l memory-deny-write-execute -d 'Forbid writable and executable memory'
+complete -c $c -n $create -l allow-write-execute -d 'Allow writable and executable memory'
+complete -c $c -n $create -l private-users -d 'Run in a user namespace'
+complete -c $c -n $create -l no-private-users -d 'Run without a user namespace'
+complete -c $c -n $create -l max-exposure -x -d 'Fail if systemd-analyze security scores above N'
+complete -c $c -n $create -l exist-ok -d 'Succeed if the sandbox exists with these settings'
 complete -c $c -n $create -l dry-run -d 'Print every file create would write'
 complete -c $c -n $create -l json -d 'Machine-readable result'
 # The command after "--": a program, then files.
@@ -79,6 +113,16 @@ complete -c $c -n "__fish_seen_subcommand_from logs" -s n -l lines -x -d 'Show o
 
 # delete
 complete -c $c -n "__fish_seen_subcommand_from delete" -l keep-data -d 'Keep /var/lib/sandbox-service/NAME'
+
+# profiles
+complete -c $c -n "__fish_seen_subcommand_from profiles" -l json -d 'Machine-readable output'
+complete -c $c -n "__sandbox_service_first_arg profiles" -a '(__sandbox_service_profiles)'
+
+# execute NAME -- COMMAND [ARGUMENT...], connect, clone SOURCE NAME, enable, disable
+complete -c $c -n "__sandbox_service_first_arg execute clone" -a '(__sandbox_service_names)'
+complete -c $c -n "__fish_seen_subcommand_from execute; and contains -- -- (commandline -opc)" -a '(__sandbox_service_after_dashdash)'
+complete -c $c -n "__fish_seen_subcommand_from connect" -l shell -r -F -d 'The shell to start inside'
+complete -c $c -n "__fish_seen_subcommand_from connect enable disable" -a '(__sandbox_service_names)'
 
 # upgrade
 set -l upgrade "__fish_seen_subcommand_from upgrade"

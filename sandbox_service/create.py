@@ -17,6 +17,7 @@ from .control import run_job, sandbox_names
 from .discover import host as host_discovery
 from .discover import packages
 from .discover.unit import service_def_from_settings, unit_name_for, with_overrides
+from .discover.unitfile import load_unit_settings
 from .errors import AlreadyExists, DiscoveryFailed, InvalidInput, NotFound, SystemdUnavailable, TooExposed
 from .exposure import exposure
 from .install import Transaction, enable_offline, publish_dir, stage_dir, write_units
@@ -98,7 +99,7 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
         raise InvalidInput("give either --unit or a command after --, not both")
     if req.unit:
         source_unit = unit_name_for(req.unit)
-        settings = _unit_settings(source_unit, sd)
+        settings = _unit_settings(source_unit, layout, sd)
         service = service_def_from_settings(settings)
         source_package = packages.owner_of(hostinfo.package_manager, layout.root, settings.fragment_path)
         if source_package and source_package not in pkgs:
@@ -311,13 +312,12 @@ def _refuse_existing(layout: Layout, name: str) -> None:
         raise AlreadyExists(f"unit {unit} already exists", "pick another sandbox name")
 
 
-def _unit_settings(unit: str, sd: Systemd | None) -> UnitSettings:
-    if sd is None:
-        raise SystemdUnavailable(
-            f"cannot read {unit}: systemd is not running",
-            "wrapping a unit needs the running systemd to read its effective settings",
-        )
-    return sd.unit_settings(unit)
+def _unit_settings(unit: str, layout: Layout, sd: Systemd | None) -> UnitSettings:
+    """What systemd parsed for the unit: asked over D-Bus when it runs, else read from the tree's own
+    unit files (offline, or --root), never from the host's."""
+    if sd is not None:
+        return sd.unit_settings(unit)
+    return load_unit_settings(layout.root, unit)
 
 
 def _check_chroot(layout: Layout, chroot: str, program: str) -> None:

@@ -38,6 +38,8 @@ def image_box() -> Iterator[tuple[SystemdBox, list[subprocess.CompletedProcess[s
                 )
             )
         results.append(offline(root, "create", "offidle", "--", "/usr/bin/sleep", "600"))
+        # a wrapped unit, read from the image's own unit files and package database
+        results.append(offline(root, "create", "offnginx", "--unit", "nginx.service", "--enable"))
 
     binds = [REPO] if hidden_in_box(REPO) else []
     with SystemdBox(
@@ -50,25 +52,21 @@ def test_offline_create_says_what_happens_next(
     image_box: tuple[SystemdBox, list[subprocess.CompletedProcess[str]]],
 ) -> None:
     _box, results = image_box
-    first, second, idle = results
+    first, second, idle, wrapped = results
     assert first.returncode == 0, first.stderr
     assert "next boot" in first.stdout
     assert second.returncode == 0, second.stderr  # the same command again: same result
     assert idle.returncode == 0, idle.stderr
+    assert wrapped.returncode == 0, wrapped.stderr
 
 
 def test_enabled_sandbox_runs_after_boot(
     image_box: tuple[SystemdBox, list[subprocess.CompletedProcess[str]]],
 ) -> None:
     box, _results = image_box
-    box.run(
-        [
-            "sh",
-            "-c",
-            "for i in $(seq 100); do systemctl is-active -q sandbox-offweb.service && exit 0; "
-            "sleep 0.1; done; exit 1",
-        ]
-    )
+    for unit in ("sandbox-offweb.service", "sandbox-offnginx.service"):
+        wait = f"for i in $(seq 100); do systemctl is-active -q {unit} && exit 0; sleep 0.1; done; exit 1"
+        box.run(["sh", "-c", wait])
     status = json.loads(box.run([*TOOL, "status", "offweb", "--json"]).stdout)
     assert status["active_state"] == "active"
     assert status["unit_file_state"] == "enabled"
@@ -77,7 +75,13 @@ def test_enabled_sandbox_runs_after_boot(
         == "inactive"
     )
     listed = {e["name"]: e["active_state"] for e in json.loads(box.run([*TOOL, "list", "--json"]).stdout)}
-    assert listed == {"offweb": "active", "offidle": "inactive"}
+    assert listed == {"offweb": "active", "offidle": "inactive", "offnginx": "active"}
+    nginx = json.loads(box.run([*TOOL, "status", "offnginx", "--json"]).stdout)
+    assert nginx["source_unit"] == "nginx.service" and nginx["main_pid"] > 0
+    page = box.run_in_netns_of(
+        nginx["main_pid"], ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1/"]
+    ).stdout
+    assert page in ("200", "404")  # nginx answers (its default site's page is not part of its package)
 
 
 def test_offline_enable_disable_and_delete(tmp_path: Path) -> None:

@@ -397,10 +397,5 @@ def test_offline_lifecycle_of_a_command_sandbox(tmp_path: Path) -> None:
 
 
 @needs_root
-@pytest.mark.xfail(
-    strict=False,
-    reason="offline create of a unit sandbox (reading the image's unit files instead of asking systemd "
-    "over D-Bus) is not in create yet: create --root DIR --unit exits 6; the macros still exit 0",
-)
 def test_offline_lifecycle_of_a_unit_sandbox(tmp_path: Path) -> None:
     lifecycle(tmp_path, "demo", "demo.service --enable")

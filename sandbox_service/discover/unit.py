@@ -59,7 +59,11 @@ def service_def_from_settings(u: UnitSettings) -> ServiceDef:
         supplementary_groups=u.supplementary_groups,
         environment=tuple(_env(e) for e in u.environment),
         environment_files=tuple(EnvFile(p, optional) for p, optional in u.environment_files),
-        working_directory=u.working_directory or None,
+        # D-Bus reports an optional directory ("-/x" in the unit file) as "!/x"
+        working_directory=(
+            "-" + u.working_directory[1:] if u.working_directory.startswith("!") else u.working_directory
+        )
+        or None,
         umask=f"{u.umask:04o}",
         kill_mode=u.kill_mode or None,
         kill_signal=_signal_name(u.kill_signal),
