@@ -253,8 +253,9 @@ def profiles_cmd(
     """List the security profiles, or show what one sets."""
     from . import security
 
-    names = [name] if name else security.profile_names()
-    loaded = [security.load_profile(n) for n in names]
+    admin_dir = _layout().host(security.ADMIN_PROFILES)
+    names = [name] if name else security.profile_names(admin_dir)
+    loaded = [security.load_profile(n, admin_dir) for n in names]
     if as_json:
         _print_json(
             [

@@ -185,6 +185,11 @@ def create(req: CreateRequest, layout: Layout) -> Created:
     online = layout.root == Path("/") and systemd_running()
     if req.now and not online:
         raise SystemdUnavailable("--now needs a running systemd", "drop --now, or run on the booted system")
+    if req.max_exposure is not None and not online:
+        raise SystemdUnavailable(
+            "--max-exposure needs the running systemd to score the unit",
+            "drop it here, and check the score on the booted system with: sandbox-service status NAME",
+        )
     sd = Systemd() if online else None
     try:
         clean_stale_staging(layout, req.name)

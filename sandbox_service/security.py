@@ -58,10 +58,10 @@ def caps_from_mask(mask: int) -> tuple[str, ...]:
     return tuple(name for bit, name in enumerate(CAPABILITIES) if mask & (1 << bit))
 
 
-def profile_names() -> list[str]:
+def profile_names(admin_dir: Path = ADMIN_PROFILES) -> list[str]:
     names = {p.stem for p in data_dir("profiles").glob("*.conf")}
-    if ADMIN_PROFILES.is_dir():
-        names |= {p.stem for p in ADMIN_PROFILES.glob("*.conf")}
+    if admin_dir.is_dir():
+        names |= {p.stem for p in admin_dir.glob("*.conf")}
     return sorted(names)
 
 
@@ -72,7 +72,7 @@ def load_profile(name: str, admin_dir: Path = ADMIN_PROFILES) -> Profile:
         path = base / f"{name}.conf"
         if path.is_file():
             return Profile(name, path, parse_profile(path.read_text(), str(path)))
-    raise NotFound(f"no profile named {name!r}", f"profiles: {', '.join(profile_names())}")
+    raise NotFound(f"no profile named {name!r}", f"profiles: {', '.join(profile_names(admin_dir))}")
 
 
 def parse_profile(text: str, where: str) -> tuple[Directive, ...]:
