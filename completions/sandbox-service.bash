@@ -31,6 +31,17 @@ _sandbox_service_profiles()
     done
 }
 
+# Network modes with the host's bridges: bridge=BR for each.
+_sandbox_service_bridges()
+{
+    local d
+    for d in /sys/class/net/*/bridge; do
+        [[ -d $d ]] || continue
+        d=${d%/bridge}
+        printf 'bridge=%s\n' "${d##*/}"
+    done
+}
+
 # COMPREPLY from compgen's output, one candidate per line.
 _sandbox_service_reply()
 {
@@ -59,12 +70,12 @@ _sandbox_service()
     local create_opts='-u --unit -P --package -C --copy --user --group --memory --cpu-quota
         --cpu-weight --io-weight --tasks-max --chroot --selinux --description --enable --now
         --profile --memory-deny-write-execute --allow-write-execute --private-users
-        --no-private-users --max-exposure --exist-ok
+        --no-private-users --max-exposure --exist-ok --network -p --publish --allow-ip --deny-ip
         --dry-run --json -h --help --'
     # Options that take a value (the next word, or after "=").
     local value_opts=' --root -u --unit -P --package -C --copy --user --group --memory --cpu-quota
         --cpu-weight --io-weight --tasks-max --chroot --selinux --description -n --lines
-        --profile --max-exposure --shell '
+        --profile --max-exposure --shell --network -p --publish --allow-ip --deny-ip '
 
     # Walk the words before the cursor: the command, its arguments, an option still waiting for its value.
     local cmd='' pending='' nargs=0 dashdash=0
@@ -105,6 +116,7 @@ _sandbox_service()
             --user) _sandbox_service_reply -u -- "$cur" ;;
             --group) _sandbox_service_reply -g -- "$cur" ;;
             --selinux) _sandbox_service_reply -W 'auto enabled disabled' -- "$cur" ;;
+            --network) _sandbox_service_reply -W "none host $(_sandbox_service_bridges)" -- "$cur" ;;
             --profile) _sandbox_service_reply -W "$(_sandbox_service_profiles)" -- "$cur" ;;
             --shell)
                 compopt -o filenames 2>/dev/null

@@ -34,3 +34,20 @@ def box() -> Iterator[SystemdBox]:
     binds = [REPO] if hidden_in_box(REPO) else []
     with SystemdBox(read_only_binds=binds) as booted:
         yield booted
+
+
+def _host_sandbox_traces() -> set[str]:
+    base = Path("/var/lib/sandbox-service")
+    units = Path("/etc/systemd/system")
+    found = {str(p) for p in base.iterdir()} if base.is_dir() else set()
+    found |= {str(p) for p in units.glob("sandbox*")} if units.is_dir() else set()
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_stays_untouched() -> Iterator[None]:
+    """Tests run the tool inside the box or against --root trees; none may leave a sandbox on the host."""
+    before = _host_sandbox_traces()
+    yield
+    leaked = _host_sandbox_traces() - before
+    assert not leaked, f"tests left sandbox files on the host: {sorted(leaked)}"

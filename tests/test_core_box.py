@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -263,17 +266,26 @@ def test_dry_run_writes_nothing(box: SystemdBox) -> None:
     assert snapshot(box) == before
 
 
-def test_systemd_not_running_is_explained() -> None:
-    """On the host itself systemd is not PID 1: wrapping a unit says so and writes nothing."""
-    import os
-    import subprocess
+def test_systemd_not_running_is_explained(tmp_path: Path) -> None:
+    """Without a running systemd (the host here, or any --root image) what needs it says so, clearly.
 
-    if os.path.isdir("/run/systemd/system"):
-        pytest.skip("systemd is running on this host")
-    done = subprocess.run([*TOOL, "create", "hostweb", "--unit", "nginx"], capture_output=True, text=True)
-    assert done.returncode == 6
-    assert "systemd is not running" in done.stderr
-    assert not os.path.exists(f"{BASE}/hostweb")
+    Runs against a scratch --root tree only: the host's own directories are never written."""
+    root = tmp_path / "img"
+    (root / "etc/systemd/system").mkdir(parents=True)
+    (root / "usr/bin").mkdir(parents=True)
+    shutil.copy2("/usr/bin/sleep", root / "usr/bin/sleep")
+    base = [*TOOL, "--root", str(root)]
+    done = subprocess.run(
+        [*base, "create", "job", "--now", "--", "/usr/bin/sleep", "9"], capture_output=True, text=True
+    )
+    assert done.returncode == 6 and "--now needs a running systemd" in done.stderr
+    assert not (root / "var/lib/sandbox-service/job").exists()
+    done = subprocess.run(
+        [*base, "create", "job", "--", "/usr/bin/sleep", "9"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "nothing was started" in done.stdout
+    done = subprocess.run([*base, "start", "job"], capture_output=True, text=True)
+    assert done.returncode == 6 and "systemd is not running" in done.stderr and "hint:" in done.stderr
 
 
 def test_one_reload_for_many_sandboxes(box: SystemdBox) -> None:
