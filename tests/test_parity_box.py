@@ -9,6 +9,7 @@ import pytest
 
 from tests.box import SystemdBox
 from tests.test_core_box import BASE, cli, show
+from tests.test_core_box import TOOL as TOOL_ARGV
 
 pytestmark = pytest.mark.box
 
@@ -121,3 +122,18 @@ def test_clone_of_a_running_nginx(box: SystemdBox) -> None:
         assert rc == 4 and "already exists" in err
     finally:
         cli(box, "delete", "orig", "copy", check=False)
+
+
+def test_connect_opens_a_shell_inside(box: SystemdBox) -> None:
+    cli(box, "create", "shell", "--now", "--", "/usr/bin/sleep", "300")
+    try:
+        pid = show(box, "sandbox-shell.service", "MainPID")
+        tool = " ".join(["/usr/bin/env", *TOOL_ARGV, "connect", "shell"])
+        # script(1) gives connect the terminal an interactive shell needs
+        done = box.run(
+            ["script", "-qec", tool, "/dev/null"], input="readlink /proc/self/ns/net; exit 3\n", check=False
+        )
+        assert box.run(["readlink", f"/proc/{pid}/ns/net"]).stdout.strip() in done.stdout
+        assert done.returncode == 3
+    finally:
+        cli(box, "delete", "shell")
