@@ -429,7 +429,16 @@ def test_a_host_port_is_published_by_one_sandbox(image: Layout) -> None:
         sandbox("web", parse(None, ["8080:80"], [], [])),  # itself (create --exist-ok)
     ]
     checks.check_host(web, ok, image)
-    for taken in ("8080:1", "127.0.0.1:8080:1", "9000:1", "127.0.0.1:9000:1", "53:1/udp"):
+    checks.check_host(sandbox("v6", parse(None, ["[::1]:9000:90"], [], [])), [web], image)
+    for taken in (
+        "8080:1",
+        "127.0.0.1:8080:1",
+        "9000:1",
+        "127.0.0.1:9000:1",
+        "0.0.0.0:9000:1",
+        "[::]:9000:1",
+        "53:1/udp",
+    ):
         with pytest.raises(AlreadyExists) as exc:
             checks.check_host(web, [sandbox("other", parse(None, [taken], [], []))], image)
         assert "already published by sandbox 'other'" in exc.value.message

@@ -120,6 +120,13 @@ def test_broken_policy_fails_to_build(tmp_path: Path, breakage: str) -> None:
 def _base_package(tmp_path: Path) -> Path | None:
     candidates = [os.environ.get("SANDBOX_SERVICE_BASE_PP", "")]
     candidates += ["/usr/share/selinux/default/base.pp", "/usr/share/selinux/default/base.pp.bz2"]
+    # scripts/install-deps.sh unpacks Debian's selinux-policy-default here without installing it
+    candidates += [
+        str(
+            Path(__file__).resolve().parent.parent
+            / ".cache/selinux-policy/usr/share/selinux/default/base.pp.bz2"
+        )
+    ]
     for c in candidates:
         if c and Path(c).is_file():
             if c.endswith(".bz2"):

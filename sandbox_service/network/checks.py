@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,13 +16,21 @@ from .units import IP, SOCKET_PROXYD, host_veth
 SYS_CLASS_NET = Path("/sys/class/net")
 
 
+def _addresses_clash(a: str | None, b: str | None) -> bool:
+    """Whether sockets bound to the two addresses (None: every address) would take the same port: the
+    same address, or a wildcard one covers the other (0.0.0.0 covers IPv4; :: and None cover both, as a
+    dual-stack IPv6 socket does)."""
+    if a is None or b is None:
+        return True
+    x, y = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    if x == y:
+        return True
+    return any(u.is_unspecified and u.version in (o.version, 6) for u, o in ((x, y), (y, x)))
+
+
 def _overlaps(a: PublishedPort, b: PublishedPort) -> bool:
-    """Whether two published ports want the same host socket (a wildcard address takes every address)."""
-    return (
-        a.protocol is b.protocol
-        and a.host_port == b.host_port
-        and (a.address is None or b.address is None or a.address == b.address)
-    )
+    """Whether two published ports want the same host socket."""
+    return a.protocol is b.protocol and a.host_port == b.host_port and _addresses_clash(a.address, b.address)
 
 
 def check_publish(spec: SandboxSpec, others: Sequence[SandboxSpec]) -> None:
