@@ -444,6 +444,18 @@ def test_a_host_port_is_published_by_one_sandbox(image: Layout) -> None:
         assert "already published by sandbox 'other'" in exc.value.message
 
 
+def test_publish_needs_a_profile_with_ip_sockets(image: Layout) -> None:
+    net = parse(None, ["8080:80"], [], [])
+    local_only = Security("nonetwork", directives=(Directive("RestrictAddressFamilies", "AF_UNIX"),))
+    with pytest.raises(InvalidInput, match="--publish needs IP sockets") as exc:
+        checks.check_host(sandbox(network=net, security=local_only), [], image)
+    assert "profile 'nonetwork'" in exc.value.message
+    checks.check_host(sandbox(network=NetworkSpec(), security=local_only), [], image)
+    for value in ("AF_UNIX AF_INET", "AF_INET6", "~AF_PACKET"):
+        ok = Security("x", directives=(Directive("RestrictAddressFamilies", value),))
+        checks.check_host(sandbox(network=net, security=ok), [], image)
+
+
 def test_missing_programs(tmp_path: Path) -> None:
     empty = Layout(tmp_path)
     checks.check_host(sandbox(), [], empty)

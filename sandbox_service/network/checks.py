@@ -45,6 +45,22 @@ def check_publish(spec: SandboxSpec, others: Sequence[SandboxSpec]) -> None:
                     )
 
 
+def check_profile(spec: SandboxSpec) -> None:
+    """A published port reaches the service over IP: refuse a profile that leaves it no IP sockets."""
+    if not spec.network.publish:
+        return
+    for d in spec.security.directives:
+        if d.key != "RestrictAddressFamilies" or d.value.startswith("~"):
+            continue
+        families = d.value.split()
+        if "AF_INET" not in families and "AF_INET6" not in families:
+            raise InvalidInput(
+                f"--publish needs IP sockets, but profile {spec.security.profile!r} allows the service only "
+                f"{d.value or 'no socket families'}",
+                "choose a profile that allows AF_INET (such as default), or drop --publish",
+            )
+
+
 def check_bridge(spec: SandboxSpec, others: Sequence[SandboxSpec], layout: Layout) -> None:
     bridge = spec.network.bridge
     if spec.network.mode is not NetworkMode.BRIDGE or bridge is None:
@@ -114,5 +130,6 @@ def check_host(spec: SandboxSpec, others: Sequence[SandboxSpec], layout: Layout)
     units need that is missing."""
     others = [o for o in others if o.name != spec.name]
     check_publish(spec, others)
+    check_profile(spec)
     check_bridge(spec, others, layout)
     check_programs(spec, layout)
