@@ -18,6 +18,7 @@ from .exposure import exposure
 from .install import Transaction, enable_offline, remove_enable_links, remove_units
 from .journal import tail
 from .network.model import describe as describe_network
+from .network.units import publish_units
 from .paths import SPEC_FILE_NAME, Layout, service_unit, slice_unit, unit_base
 from .run import run_interactive
 from .spec import SandboxSpec, check_name
@@ -84,8 +85,15 @@ def run_job(sd: Systemd, verb: Literal["start", "stop", "restart", "reload_unit"
         raise JobFailed(exc.message, exc.hint, unit, tail(unit, since=began)) from exc
 
 
+def units_to_wait_for(spec: SandboxSpec) -> list[str]:
+    """The service, and the sockets of its published ports: a start is done when those listen too."""
+    sockets = [publish_units(spec.name, port)[0] for port in spec.network.publish]
+    return [service_unit(spec.name), *sockets]
+
+
 def _control(layout: Layout, names: Sequence[str], verb: Literal["start", "stop", "restart"]) -> None:
-    units = [service_unit(load_spec(layout, n).name) for n in names]
+    specs = [load_spec(layout, n) for n in names]
+    units = [u for s in specs for u in (units_to_wait_for(s) if verb != "stop" else [service_unit(s.name)])]
     with Systemd() as sd:
         run_job(sd, verb, units)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from . import render, security, selinux, specfile, tree
-from .control import run_job, sandbox_names
+from .control import run_job, sandbox_names, units_to_wait_for
 from .discover import host as host_discovery
 from .discover import packages
 from .discover.unit import service_def_from_settings, unit_name_for, with_overrides
@@ -205,7 +205,6 @@ def create(req: CreateRequest, layout: Layout) -> Created:
 def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> Created:
     spec = p.spec
     files = p.files
-    service = service_unit(spec.name)
     with Transaction() as tx:
         if selinux.resolve_mode(spec.selinux):
             registry = selinux.McsRegistry(layout.mcs_registry)
@@ -237,7 +236,7 @@ def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> C
         written = write_units(tx, layout, files, spec.name)
         if sd is not None:
             tx.on_rollback(sd.reload)  # runs after the files are gone again
-        started = _register(tx, layout, sd, req, service)
+        started = _register(tx, layout, sd, req, spec)
         tx.commit()
     return Created(spec, tuple(written), copied, started, sd is not None, p.notes)
 
@@ -253,10 +252,9 @@ def _finish_existing(req: CreateRequest, layout: Layout, sd: Systemd | None) -> 
             f"sandbox {req.name!r} exists with different settings",
             f"see: sandbox-service create {req.name} ... --dry-run; delete it first to change them",
         )
-    service = service_unit(existing.name)
     with Transaction() as tx:
         written = write_units(tx, layout, render.render(existing), existing.name, replace=True)
-        started = _register(tx, layout, sd, req, service)
+        started = _register(tx, layout, sd, req, existing)
         tx.commit()
     return Created(
         existing, tuple(written), 0, started, sd is not None, ("already existed with these settings",)
@@ -274,9 +272,12 @@ def clean_stale_staging(layout: Layout, name: str) -> None:
             tree.remove_tree(d)
 
 
-def _register(tx: Transaction, layout: Layout, sd: Systemd | None, req: CreateRequest, service: str) -> bool:
+def _register(
+    tx: Transaction, layout: Layout, sd: Systemd | None, req: CreateRequest, spec: SandboxSpec
+) -> bool:
     """Tell systemd (one reload), check the exposure, enable and start as asked; offline, make the
     enable links. Returns whether the service was started."""
+    service = service_unit(spec.name)
     if sd is None:
         if req.enable:
             enable_offline(tx, layout, [service])
@@ -294,7 +295,7 @@ def _register(tx: Transaction, layout: Layout, sd: Systemd | None, req: CreateRe
         sd.enable(["sandbox.target", service])
     if req.now:
         tx.on_rollback(lambda: _stop_quietly(sd, service))
-        run_job(sd, "start", [service])
+        run_job(sd, "start", units_to_wait_for(spec))
         return True
     return False
 

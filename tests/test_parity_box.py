@@ -129,10 +129,10 @@ def test_connect_opens_a_shell_inside(box: SystemdBox) -> None:
     try:
         pid = show(box, "sandbox-shell.service", "MainPID")
         tool = " ".join(["/usr/bin/env", *TOOL_ARGV, "connect", "shell"])
-        # script(1) gives connect the terminal an interactive shell needs
-        done = box.run(
-            ["script", "-qec", tool, "/dev/null"], input="readlink /proc/self/ns/net; exit 3\n", check=False
-        )
+        # script(1) gives connect the terminal an interactive shell needs; the commands are typed only
+        # once the shell inside had time to start, as a person would
+        typed = "sleep 2; printf 'readlink /proc/self/ns/net; exit 3\\n'; sleep 5"
+        done = box.run(["sh", "-c", f"({typed}) | script -qec '{tool}' /dev/null"], check=False)
         assert box.run(["readlink", f"/proc/{pid}/ns/net"]).stdout.strip() in done.stdout
         assert done.returncode == 3
     finally:
