@@ -123,3 +123,16 @@ def test_max_exposure_rolls_back(box: SystemdBox) -> None:
     assert box.run(["test", "-e", f"{BASE}/tooopen"], check=False).returncode != 0
     assert box.run(["test", "-e", f"{UNIT_DIR}/sandbox-tooopen.service"], check=False).returncode != 0
     assert show(box, "sandbox-tooopen.service", "LoadState") == "not-found"
+
+
+def test_private_users_flag_gives_a_user_namespace(box: SystemdBox) -> None:
+    cli(box, "create", "userns", "--private-users", "--now", "--", "/usr/bin/sleep", "300")
+    try:
+        assert "PrivateUsers=yes" in box.run(["cat", f"{UNIT_DIR}/sandbox-userns.service"]).stdout
+        pid = show(box, "sandbox-userns.service", "MainPID")
+        inside = box.run(["readlink", f"/proc/{pid}/ns/user"]).stdout.strip()
+        assert inside != box.run(["readlink", "/proc/1/ns/user"]).stdout.strip()
+        # only root (and nobody) are mapped: uid 0 inside is the sandbox's own
+        assert box.run(["cat", f"/proc/{pid}/uid_map"]).stdout.split()[:3] == ["0", "0", "1"]
+    finally:
+        cli(box, "delete", "userns")
