@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.box import SystemdBox, cleanup_stale_boxes, hidden_in_box
+from tests.sandboxcli import remove_sandboxes
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,3 +52,11 @@ def host_stays_untouched() -> Iterator[None]:
     yield
     leaked = _host_sandbox_traces() - before
     assert not leaked, f"tests left sandbox files on the host: {sorted(leaked)}"
+
+
+@pytest.fixture()
+def cleanup(box: SystemdBox) -> Iterator[list[str]]:
+    """Sandboxes named here are removed after the test, whatever happened."""
+    names: list[str] = []
+    yield names
+    remove_sandboxes(box, names)

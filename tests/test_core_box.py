@@ -12,27 +12,14 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.box import SystemdBox
+from tests.sandboxcli import BASE, TOOL, UNIT_DIR, cli, show
 
 pytestmark = pytest.mark.box
-
-TOOL = [sys.executable, "-m", "sandbox_service"]
-UNIT_DIR = "/etc/systemd/system"
-BASE = "/var/lib/sandbox-service"
-
-
-def cli(box: SystemdBox, *args: str, check: bool = True) -> tuple[int, str, str]:
-    done = box.run([*TOOL, *args], check=check)
-    return done.returncode, done.stdout, done.stderr
-
-
-def show(box: SystemdBox, unit: str, prop: str) -> str:
-    return box.run(["systemctl", "show", "-P", prop, unit]).stdout.strip()
 
 
 def snapshot(box: SystemdBox) -> tuple[list[str], list[str]]:
@@ -44,15 +31,6 @@ def snapshot(box: SystemdBox) -> tuple[list[str], list[str]]:
 
 def sha256_of(box: SystemdBox, path: str) -> str:
     return hashlib.sha256(box.run(["cat", path]).stdout.encode()).hexdigest()
-
-
-@pytest.fixture()
-def cleanup(box: SystemdBox) -> Iterator[list[str]]:
-    """Names appended here are deleted after the test, whatever happened."""
-    names: list[str] = []
-    yield names
-    for n in names:
-        box.run([*TOOL, "delete", n], check=False)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.box import SystemdBox
-from tests.test_core_box import BASE, TOOL, UNIT_DIR, cli, show, snapshot
+from tests.sandboxcli import BASE, UNIT_DIR, cli, show
+from tests.test_core_box import snapshot
 
 pytestmark = pytest.mark.box
 
@@ -72,15 +73,6 @@ def units_left(box: SystemdBox, name: str) -> str:
         ["systemctl", "list-units", "--all", "--no-legend", f"sandbox-{name}.*", f"sandbox-{name}-*"]
     )
     return out.stdout.strip()
-
-
-@pytest.fixture()
-def cleanup(box: SystemdBox) -> Iterator[list[str]]:
-    """Sandboxes named here are deleted after the test, whatever happened."""
-    names: list[str] = []
-    yield names
-    for n in names:
-        box.run([*TOOL, "delete", n], check=False)
 
 
 @pytest.fixture()

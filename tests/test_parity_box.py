@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 from tests.box import SystemdBox
-from tests.test_core_box import BASE, cli, show
-from tests.test_core_box import TOOL as TOOL_ARGV
+from tests.sandboxcli import BASE, cli, show
+from tests.sandboxcli import TOOL as TOOL_ARGV
 
 pytestmark = pytest.mark.box
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.box import SystemdBox
+from tests.sandboxcli import BASE, TOOL, UNIT_DIR, show
 
 pytestmark = [
     pytest.mark.box,
@@ -23,9 +23,6 @@ pytestmark = [
 
 REPO = Path(__file__).resolve().parent.parent
 MACROS = REPO / "packaging" / "macros.sandbox-service"
-TOOL = [sys.executable, "-m", "sandbox_service"]
-BASE = "/var/lib/sandbox-service"
-UNIT_DIR = "/etc/systemd/system"
 
 
 def expand(call: str) -> str:
@@ -46,25 +43,8 @@ def scriptlet(box: SystemdBox, script: str, arg: int) -> subprocess.CompletedPro
     return done
 
 
-def show(box: SystemdBox, unit: str, prop: str) -> str:
-    return box.run(["systemctl", "show", "-P", prop, unit]).stdout.strip()
-
-
 def exists(box: SystemdBox, path: str) -> bool:
     return box.run(["test", "-e", path], check=False).returncode == 0
-
-
-@pytest.fixture()
-def cleanup(box: SystemdBox) -> Iterator[list[str]]:
-    """Sandboxes named here are removed after the test, whatever state it left them in."""
-    names: list[str] = []
-    yield names
-    for n in names:
-        box.run([*TOOL, "delete", n], check=False)
-        box.run(
-            ["rm", "-rf", f"{BASE}/{n}", f"{UNIT_DIR}/sandbox-{n}.service", f"{UNIT_DIR}/sandbox-{n}.slice"]
-        )
-        box.run(["systemctl", "daemon-reload"])
 
 
 def test_install_upgrade_erase(box: SystemdBox, cleanup: list[str]) -> None:

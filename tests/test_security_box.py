@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.box import SystemdBox
-from tests.test_core_box import BASE, UNIT_DIR, cli, show
+from tests.sandboxcli import BASE, UNIT_DIR, cli, show
 
 pytestmark = pytest.mark.box
 

@@ -7,7 +7,6 @@ back what it changed, since the box is shared by the whole session.
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,22 +14,11 @@ from typing import Any
 import pytest
 
 from tests.box import SystemdBox
+from tests.sandboxcli import BASE, UNIT_DIR, cli, show
 
 pytestmark = pytest.mark.box
 
-TOOL = [sys.executable, "-m", "sandbox_service"]
-UNIT_DIR = "/etc/systemd/system"
-BASE = "/var/lib/sandbox-service"
 SAVED = "/root/upgrade-test-saved"
-
-
-def cli(box: SystemdBox, *args: str, check: bool = True) -> tuple[int, str, str]:
-    done = box.run([*TOOL, *args], check=check)
-    return done.returncode, done.stdout, done.stderr
-
-
-def show(box: SystemdBox, unit: str, prop: str) -> str:
-    return box.run(["systemctl", "show", "-P", prop, unit]).stdout.strip()
 
 
 def cat(box: SystemdBox, path: str) -> str:
@@ -61,15 +49,6 @@ def reloads(box: SystemdBox) -> int:
     box.run(["journalctl", "--sync"])
     out = box.run(["journalctl", "_PID=1", "-o", "cat", "--no-pager"]).stdout
     return sum(1 for line in out.splitlines() if line.startswith("Reloading"))
-
-
-@pytest.fixture()
-def cleanup(box: SystemdBox) -> Iterator[list[str]]:
-    """Names appended here are deleted after the test, whatever happened."""
-    names: list[str] = []
-    yield names
-    for n in names:
-        box.run([*TOOL, "delete", n], check=False)
 
 
 @pytest.fixture()

@@ -6,8 +6,21 @@ implementations; the integration tests then compare against systemd itself.
 
 from __future__ import annotations
 
-_C_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'", "a": "\a", "b": "\b", "f": "\f",
-              "r": "\r", "v": "\v", "s": " ", ";": ";", ":": ":"}
+_C_ESCAPES = {
+    "n": "\n",
+    "t": "\t",
+    "\\": "\\",
+    '"': '"',
+    "'": "'",
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "r": "\r",
+    "v": "\v",
+    "s": " ",
+    ";": ";",
+    ":": ":",
+}
 
 
 def lines(text: str) -> list[tuple[str, str, str]]:
