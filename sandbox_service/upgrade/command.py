@@ -1,0 +1,197 @@
+"""The `upgrade` command: bring sandboxes up to date after the host's packages were updated.
+
+This module owns the orchestration around the three-way merge (see .threeway): choosing and loading the
+sandboxes, planning each one (re-reading a wrapped host unit's settings over D-Bus, settling its security
+profile anew, re-rendering its units, planning the merge of its /etc copies) before anything is written,
+then applying all of them in one transaction with a single systemd daemon-reload (upgrade, UpgradeResult,
+SandboxUpgrade), and afterwards restarting those that were running (restart_running), so the caller can
+show what was merged before a restart that may fail.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path, PurePosixPath
+
+from .. import control, render, security, specfile
+from ..discover import host as host_discovery
+from ..discover.unit import service_def_from_settings, with_overrides
+from ..errors import InvalidInput, NotFound, SandboxError
+from ..install import Transaction, write_units
+from ..paths import Layout, service_unit
+from ..spec import Kind, SandboxSpec, ServiceDef
+from ..systemd import Systemd, systemd_running
+from .threeway import MergePlan, MergeReport, apply_merge, plan_merge
+
+RUNNING_STATES = ("active", "activating", "reloading")
+
+
+@dataclass(frozen=True)
+class SandboxUpgrade:
+    name: str
+    merge: MergeReport
+    service_changes: tuple[str, ...]  # ServiceDef fields that differ after re-reading the host unit
+    units: tuple[str, ...]  # unit files rewritten (with --dry-run: that would be)
+    running: bool  # its service was running (restart_running restarts it)
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UpgradeResult:
+    sandboxes: tuple[SandboxUpgrade, ...]
+    online: bool  # systemd was told (reload, restarts); False with --root or where it is not running
+    dry_run: bool
+    reloaded: bool
+
+
+@dataclass(frozen=True)
+class _Planned:
+    spec: SandboxSpec  # as on disk
+    new_spec: SandboxSpec
+    merge: MergePlan | None
+    files: dict[PurePosixPath, str]  # rendered units, by path on the target system
+    units: tuple[str, ...]  # those whose text differs from what is on disk
+    service_changes: tuple[str, ...]
+    running: bool
+    notes: tuple[str, ...]
+
+
+def etc_copies(spec: SandboxSpec) -> tuple[str, ...]:
+    """The copied paths upgrade merges: those under /etc (only they have a base copy)."""
+    if spec.kind is Kind.CHROOT:
+        return ()
+    return tuple(p for p in spec.copies if p.startswith("/etc/"))
+
+
+def upgrade(
+    layout: Layout, names: Sequence[str], *, all_sandboxes: bool = False, dry_run: bool = False
+) -> UpgradeResult:
+    """Merge, save specs, write units, reload once. Nothing is restarted: see restart_running."""
+    if all_sandboxes and names:
+        raise InvalidInput("give sandbox names or --all, not both")
+    if not all_sandboxes and not names:
+        raise InvalidInput("no sandbox given", "name the sandboxes to upgrade, or use --all for every one")
+    chosen = control.sandbox_names(layout) if all_sandboxes else list(dict.fromkeys(names))
+    specs = [control.load_spec(layout, n) for n in chosen]
+    online = layout.root == Path("/") and systemd_running()
+    sd = Systemd() if online else None
+    try:
+        # everything is read and checked before anything is written
+        planned = [_plan_one(layout, spec, sd) for spec in specs]
+        if dry_run:
+            results = [_result(p, p.merge.report if p.merge else MergeReport(())) for p in planned]
+            return UpgradeResult(tuple(results), online, True, False)
+        return _apply_all(layout, planned, sd)
+    finally:
+        if sd is not None:
+            sd.__exit__(None, None, None)
+
+
+def _plan_one(layout: Layout, spec: SandboxSpec, sd: Systemd | None) -> _Planned:
+    notes: list[str] = []
+    new_spec = spec
+    if spec.kind is Kind.UNIT and spec.source_unit:
+        if sd is None:
+            notes.append(f"systemd is not running here: the settings of {spec.source_unit} were not re-read")
+        else:
+            service = with_overrides(_reread_service(spec, spec.source_unit, sd), spec.user, spec.group)
+            version = host_discovery.systemd_version(layout.root)
+            settled = security.settle(spec.security, service, version, layout.host(security.ADMIN_PROFILES))
+            new_spec = replace(
+                spec, service=service, security=replace(spec.security, directives=settled.directives)
+            )
+    changes = tuple(
+        f.name
+        for f in fields(ServiceDef)
+        if getattr(spec.service, f.name) != getattr(new_spec.service, f.name)
+    )
+    notes += _service_notes(spec, new_spec, changes)
+    files = render.render(new_spec)
+    units = tuple(str(p) for p, text in files.items() if _read(layout.host(str(p))) != text)
+    paths = etc_copies(spec)
+    plan = None
+    if paths:
+        plan = plan_merge(layout.base_dir(spec.name), layout.root, layout.sandbox_root(spec.name), paths)
+        if not plan.report.had_base:
+            notes.append(
+                "no base copy (created by an older version): every difference from the host counts as "
+                "a change in the sandbox; the base is made from the host's files now"
+            )
+    running = sd is not None and sd.service_status(service_unit(spec.name)).active_state in RUNNING_STATES
+    return _Planned(spec, new_spec, plan, files, units, changes, running, tuple(notes))
+
+
+def _reread_service(spec: SandboxSpec, unit: str, sd: Systemd) -> ServiceDef:
+    try:
+        return service_def_from_settings(sd.unit_settings(unit))
+    except NotFound as exc:
+        raise NotFound(
+            f"sandbox {spec.name!r} wraps {unit}, which is gone: {exc.message}",
+            f"reinstall its package, or remove the sandbox with: sandbox-service delete {spec.name}",
+        ) from exc
+    except SandboxError as exc:
+        raise type(exc)(f"sandbox {spec.name!r}: {exc.message}", exc.hint) from exc
+
+
+def _service_notes(old: SandboxSpec, new: SandboxSpec, changes: tuple[str, ...]) -> list[str]:
+    notes = []
+    for key in ("user", "group"):
+        if key in changes:
+            notes.append(
+                f"{new.source_unit} now runs with {key.capitalize()}={getattr(new.service, key) or '(none)'} "
+                f"(was {getattr(old.service, key) or '(none)'})"
+            )
+    if old.security.directives != new.security.directives:
+        notes.append(
+            f"security profile {new.security.profile!r} resolved anew for the changed service "
+            "(see the unit for its directives)"
+        )
+    return notes
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+
+
+def _result(p: _Planned, report: MergeReport) -> SandboxUpgrade:
+    return SandboxUpgrade(p.spec.name, report, p.service_changes, p.units, p.running, p.notes)
+
+
+def _apply_all(layout: Layout, planned: list[_Planned], sd: Systemd | None) -> UpgradeResult:
+    reports = []
+    with Transaction() as tx:
+        for p in planned:
+            spec = p.spec
+            # files first: they are consistent step by step and a rerun finishes them; the spec and the
+            # units follow, and are rolled back if systemd cannot reload
+            reports.append(
+                apply_merge(p.merge, selinux_level=spec.selinux_level) if p.merge else MergeReport(())
+            )
+            if p.new_spec != spec:
+                path = layout.spec_file(spec.name)
+                tx.on_rollback(functools.partial(specfile.save, path, spec))
+                specfile.save(path, p.new_spec)
+            if p.units:
+                write_units(tx, layout, p.files, spec.name, replace=True)
+        reloaded = False
+        if sd is not None and any(p.units for p in planned):
+            sd.reload()
+            reloaded = True
+        tx.commit()
+    results = [_result(p, r) for p, r in zip(planned, reports, strict=True)]
+    return UpgradeResult(tuple(results), sd is not None, False, reloaded)
+
+
+def restart_running(layout: Layout, result: UpgradeResult) -> tuple[str, ...]:
+    """Restart the upgraded sandboxes that were running (one job each, waited for together), so they use
+    the new files, units and the host's updated programs. Returns their names; nothing offline or dry."""
+    names = tuple(s.name for s in result.sandboxes if s.running)
+    if names and result.online and not result.dry_run:
+        control.restart(layout, names)
+        return names
+    return ()
