@@ -40,7 +40,7 @@ def main() -> None:
         step(
             box,
             "Wrap the host's nginx.service (its unit file stays untouched)",
-            [*TOOL, "create", "web", "--unit", "nginx.service", "--memory", "256M"],
+            [*TOOL, "create", "web", "--unit", "nginx.service", "--memory", "256M", "--publish", "8080:80"],
         )
         step(box, "The generated unit", ["cat", "/etc/systemd/system/sandbox-web.service"])
         page = "<h1>Hello from sandbox web</h1>\n"
@@ -62,6 +62,11 @@ def main() -> None:
         outside = box.run(["curl", "-sS", "--max-time", "3", "http://127.0.0.1/"], check=False)
         print(
             f"\n== The same address outside the sandbox: {outside.stderr.strip() or outside.stdout.strip()}"
+        )
+        step(
+            box,
+            "...but its published port: host :8080 -> port 80 inside, through systemd-socket-proxyd",
+            ["curl", "-sS", "--max-time", "5", "http://127.0.0.1:8080/"],
         )
         step(box, "All sandboxes", [*TOOL, "list"])
         step(box, "Stop", [*TOOL, "stop", "web"])
