@@ -13,7 +13,7 @@ import typer
 
 from . import __version__, control
 from .create import CreateRequest, create, plan
-from .errors import PermissionDenied, SandboxError
+from .errors import SandboxError
 from .install import ensure_root
 from .network.model import parse as parse_network
 from .paths import Layout
@@ -45,10 +45,7 @@ def _layout() -> Layout:
 
 
 def _need_root() -> None:
-    try:
-        ensure_root()
-    except SandboxError as exc:
-        raise PermissionDenied(exc.message, exc.hint) from None
+    ensure_root()
 
 
 def _print_json(data: Any) -> None:

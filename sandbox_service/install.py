@@ -7,13 +7,14 @@ drop-in style: the slice before the service, so a reload never sees a service wh
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
 from .atomic import write_atomic
-from .errors import AlreadyExists, SandboxError
+from .errors import AlreadyExists, PermissionDenied
 from .paths import VENDOR_UNIT_DIR, Layout
 from .render import MARKER
 from .tree import remove_tree
@@ -111,14 +112,21 @@ def remove_units(layout: Layout, paths: list[PurePosixPath], name: str) -> list[
 def stage_dir(tx: Transaction, layout: Layout, name: str) -> Path:
     """A fresh staging directory beside the final sandbox directory (same filesystem, so rename works)."""
     base = layout.sandbox_base
-    base.mkdir(parents=True, exist_ok=True)
-    os.chmod(base, 0o755)
+    if not base.is_dir():
+        base.mkdir(parents=True)
+        os.chmod(base, 0o755)
+        tx.on_rollback(lambda: _rmdir_if_empty(base))
     staging = base / f".{name}.staging-{os.getpid()}"
     if staging.exists():
         remove_tree(staging)
     staging.mkdir(mode=0o755)
     tx.on_rollback(lambda: remove_tree(staging))
     return staging
+
+
+def _rmdir_if_empty(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty (another sandbox arrived meanwhile): keep it
+        path.rmdir()
 
 
 def publish_dir(tx: Transaction, staging: Path, final: Path) -> None:
@@ -155,4 +163,4 @@ def remove_enable_links(layout: Layout, unit: str) -> None:
 
 def ensure_root() -> None:
     if os.geteuid() != 0:
-        raise SandboxError("this command must be run as root", "run it with sudo")
+        raise PermissionDenied("this command must be run as root", "run it with sudo")
