@@ -12,10 +12,9 @@ from pathlib import Path
 
 from . import render, selinux, specfile, tree
 from .control import load_spec, sandbox_names
-from .errors import AlreadyExists
-from .install import Transaction, publish_dir, stage_dir, write_units
+from .install import Transaction, publish_dir, refuse_existing, stage_dir, write_units
 from .network import checks as network_checks
-from .paths import BASE_DIR_NAME, Layout, service_unit
+from .paths import BASE_DIR_NAME, Layout
 from .spec import SandboxSpec, check_name
 from .systemd import Systemd, systemd_running
 
@@ -23,8 +22,7 @@ from .systemd import Systemd, systemd_running
 def clone(layout: Layout, src: str, dest: str) -> SandboxSpec:
     source = load_spec(layout, src)
     check_name(dest)
-    if layout.sandbox_dir(dest).exists() or (layout.unit_dir / service_unit(dest)).exists():
-        raise AlreadyExists(f"sandbox {dest!r} already exists", "choose another name for the clone")
+    refuse_existing(layout, dest)
     spec = replace(source, name=dest, selinux_level=None, enabled=False)
     others = [load_spec(layout, n) for n in sandbox_names(layout)]
     network_checks.check_host(spec, others, layout)

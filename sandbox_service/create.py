@@ -20,7 +20,7 @@ from .discover.unit import service_def_from_settings, unit_name_for, with_overri
 from .discover.unitfile import load_unit_settings
 from .errors import AlreadyExists, DiscoveryFailed, InvalidInput, NotFound, SystemdUnavailable, TooExposed
 from .exposure import exposure
-from .install import Transaction, enable_offline, publish_dir, stage_dir, write_units
+from .install import Transaction, enable_offline, publish_dir, refuse_existing, stage_dir, write_units
 from .network import checks as network_checks
 from .network.model import NetworkSpec
 from .paths import BASE_DIR_NAME, Layout, service_unit
@@ -87,7 +87,7 @@ class Created:
 def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existing: bool = False) -> Plan:
     name = check_name(req.name)
     if not allow_existing:
-        _refuse_existing(layout, name)
+        refuse_existing(layout, name)
     hostinfo = host_discovery.probe(layout.root)
     notes: list[str] = []
     source_unit = None
@@ -126,11 +126,11 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
         copies.extend(paths.trees)
         copies.extend(p for p in paths.files if not any(p.startswith(t + "/") for t in paths.trees))
     for p in unit_paths:
-        if layout.host(p).exists() or layout.host(p).is_symlink():
+        if os.path.lexists(layout.host(p)):
             copies.append(p)
     for p in req.copies:
         check_abs_path("--copy", p)
-        if not (layout.host(p).exists() or layout.host(p).is_symlink()):
+        if not os.path.lexists(layout.host(p)):
             raise NotFound(f"--copy {p}: no such file or directory")
         copies.append(p)
     if req.unit and not copies:
@@ -139,11 +139,7 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
             + ("" if source_package else " (no package owns its unit file)"),
             "name what the service needs with --package PKG and/or --copy PATH (both repeatable)",
         )
-    base = (
-        []
-        if req.chroot
-        else [p for p in tree.BASE_ETC if layout.host(p).exists() or layout.host(p).is_symlink()]
-    )
+    base = [] if req.chroot else [p for p in tree.BASE_ETC if os.path.lexists(layout.host(p))]
     all_copies = tuple(dict.fromkeys(base + _outermost(copies)))
 
     chosen = Security(req.profile, req.memory_deny_write_execute, req.private_users)
@@ -305,17 +301,6 @@ def _stop_quietly(sd: Systemd, unit: str) -> None:
         sd.stop([unit])
     finally:
         sd.reset_failed(unit)
-
-
-def _refuse_existing(layout: Layout, name: str) -> None:
-    if layout.sandbox_dir(name).exists() or layout.sandbox_dir(name).is_symlink():
-        raise AlreadyExists(
-            f"sandbox {name!r} already exists ({layout.sandbox_dir(name)})",
-            f"pick another name, or remove it first with: sandbox-service delete {name}",
-        )
-    unit = layout.unit_dir / service_unit(name)
-    if unit.exists() or unit.is_symlink():
-        raise AlreadyExists(f"unit {unit} already exists", "pick another sandbox name")
 
 
 def _unit_settings(unit: str, layout: Layout, sd: Systemd | None) -> UnitSettings:

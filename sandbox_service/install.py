@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from .atomic import write_atomic
 from .errors import AlreadyExists, PermissionDenied
-from .paths import VENDOR_UNIT_DIR, Layout
+from .paths import VENDOR_UNIT_DIR, Layout, service_unit
 from .render import MARKER
 from .tree import remove_tree
 
@@ -107,6 +107,18 @@ def remove_units(layout: Layout, paths: list[PurePosixPath], name: str) -> list[
             target.unlink()
             removed.append(target)
     return removed
+
+
+def refuse_existing(layout: Layout, name: str) -> None:
+    """A new sandbox (create, clone) must not meet an existing directory or unit of that name."""
+    if os.path.lexists(layout.sandbox_dir(name)):
+        raise AlreadyExists(
+            f"sandbox {name!r} already exists ({layout.sandbox_dir(name)})",
+            f"pick another name, or remove it first with: sandbox-service delete {name}",
+        )
+    unit = layout.unit_dir / service_unit(name)
+    if os.path.lexists(unit):
+        raise AlreadyExists(f"unit {unit} already exists", "pick another sandbox name")
 
 
 def stage_dir(tx: Transaction, layout: Layout, name: str) -> Path:

@@ -11,7 +11,6 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,9 +193,6 @@ class Systemd:
 
     # -- manager -----------------------------------------------------------------------------------
 
-    def version(self) -> str:
-        return _s(self._call(MANAGER_PATH, PROPS_IFACE, b"Get", b"ss", [MANAGER_IFACE, b"Version"]))
-
     def reload(self) -> None:
         self._manager(b"Reload")
 
@@ -293,11 +289,6 @@ class Systemd:
             unit_file_state=_s(unit[b"UnitFileState"]),
         )
 
-    def service_property(self, name: str, prop: str) -> Any:
-        """One property of a service unit, for callers that need a value no dataclass here carries."""
-        path = self._unit_path(name)
-        return self._call(path, PROPS_IFACE, b"Get", b"ss", [SERVICE_IFACE, prop.encode()])
-
     # -- jobs --------------------------------------------------------------------------------------
 
     def start(self, units: Sequence[str]) -> None:
@@ -352,9 +343,3 @@ class Systemd:
                 pass
             yield
             self._bus.wait(200_000)
-
-
-@contextmanager
-def connect() -> Iterator[Systemd]:
-    with Systemd() as sd:
-        yield sd
