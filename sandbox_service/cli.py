@@ -144,11 +144,21 @@ def create_cmd(
             help="Forbid writable+executable memory (breaks JIT compilers); default: as the profile says.",
         ),
     ] = None,
+    user_namespace: Annotated[
+        bool,
+        typer.Option(
+            "--user-namespace/--no-user-namespace",
+            help="Run the sandbox's root as a private range of unprivileged host IDs, in a user namespace "
+            "of its own (the default). --no-user-namespace runs it as the host's root: weaker, only for "
+            "services that need privileges on the host.",
+        ),
+    ] = True,
     private_users: Annotated[
         bool | None,
         typer.Option(
             "--private-users/--no-private-users",
-            help="Run in a user namespace (breaks daemons that switch users); default: as the profile says.",
+            help="systemd's PrivateUsers= (only with --no-user-namespace, which it cannot replace); "
+            "default: as the profile says.",
         ),
     ] = None,
     max_exposure: Annotated[
@@ -190,6 +200,7 @@ def create_cmd(
         profile=profile,
         memory_deny_write_execute=memory_deny_write_execute,
         private_users=private_users,
+        user_namespace=user_namespace,
         max_exposure=max_exposure,
         enable=enable,
         now=now,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from . import render, selinux, specfile
+from . import identity, render, selinux, specfile
 from .errors import InvalidInput, JobFailed, NotFound
 from .exposure import exposure
 from .install import Transaction, enable_offline, remove_enable_links, remove_units
@@ -59,11 +59,22 @@ class ListEntry:
 
 
 def load_spec(layout: Layout, name: str) -> SandboxSpec:
+    """The spec of sandbox `name`, checked against its identity: the directory name, and the ID range
+    the registry gave that name (a copied or edited spec cannot act as another sandbox)."""
     check_name(name)
     path = layout.spec_file(name)
     if not path.exists():
         raise NotFound(f"no sandbox named {name!r}", "list the sandboxes with: sandbox-service list")
-    return specfile.load(path)
+    spec = specfile.load(path)
+    if spec.name != name:
+        raise InvalidInput(
+            f"{path} names sandbox {spec.name!r}, but it lies in the directory of {name!r}",
+            "the directory name is the sandbox's identity; do not copy sandbox directories by hand "
+            "(use: sandbox-service clone)",
+        )
+    if spec.id_base is not None:
+        identity.verify_range(layout, name, spec.id_base)
+    return spec
 
 
 def sandbox_names(layout: Layout) -> list[str]:
@@ -195,11 +206,15 @@ def delete(layout: Layout, names: Sequence[str], keep_data: bool = False) -> lis
             removed += remove_units(layout, unit_paths[s.name], s.name)
     if not keep_data:
         registry = selinux.McsRegistry(layout.mcs_registry)
+        ids = identity.registry_for(layout)
         for s in specs:
             remove_tree(layout.sandbox_dir(s.name))
             removed.append(layout.sandbox_dir(s.name))
             if s.selinux_level:
                 registry.release(s.name)  # the pair is free once no file carries it any more
+            if s.id_base is not None:  # the same for the ID range: no file is owned by it any more
+                identity.remove_account(layout, s.name)
+                ids.release(s.name)
     return removed
 
 
@@ -208,10 +223,9 @@ def execute(layout: Layout, name: str, command: tuple[str, ...], *, interactive:
     from .execute import require_running, systemd_run_argv
 
     spec = load_spec(layout, name)
-    argv = systemd_run_argv(spec, command, interactive=interactive)
     with Systemd() as sd:
-        require_running(sd, spec)
-    return run_interactive(argv)
+        main_pid = require_running(sd, spec)
+    return run_interactive(systemd_run_argv(spec, command, interactive=interactive, main_pid=main_pid))
 
 
 def set_enabled(layout: Layout, names: Sequence[str], enabled: bool) -> bool:

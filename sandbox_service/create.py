@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
-from . import render, security, selinux, specfile, tree
+from . import identity, isolation, render, security, selinux, specfile, tree
 from .control import run_job, sandbox_names, units_to_wait_for
 from .discover import host as host_discovery
 from .discover import packages
@@ -20,6 +20,7 @@ from .discover.unit import service_def_from_settings, unit_name_for, with_overri
 from .discover.unitfile import load_unit_settings
 from .errors import AlreadyExists, DiscoveryFailed, InvalidInput, NotFound, SystemdUnavailable, TooExposed
 from .exposure import exposure
+from .identity import IdMap
 from .install import Transaction, enable_offline, publish_dir, refuse_existing, stage_dir, write_units
 from .network import checks as network_checks
 from .network.model import NetworkSpec
@@ -56,6 +57,7 @@ class CreateRequest:
     profile: str = security.DEFAULT_PROFILE
     memory_deny_write_execute: bool | None = None
     private_users: bool | None = None
+    user_namespace: bool = True
     max_exposure: float | None = None
     enable: bool = False
     now: bool = False
@@ -142,7 +144,10 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
     base = [] if req.chroot else [p for p in tree.BASE_ETC if os.path.lexists(layout.host(p))]
     all_copies = tuple(dict.fromkeys(base + _outermost(copies)))
 
-    chosen = Security(req.profile, req.memory_deny_write_execute, req.private_users)
+    userns = req.user_namespace and not req.chroot
+    if req.user_namespace and req.chroot:
+        notes.append("a chroot sandbox runs without a user namespace: its root is the host's root")
+    chosen = Security(req.profile, req.memory_deny_write_execute, req.private_users, user_namespace=userns)
     resolved = security.settle(
         chosen, service, hostinfo.systemd_version, layout.host(security.ADMIN_PROFILES)
     )
@@ -167,7 +172,14 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
         security=replace(chosen, directives=resolved.directives),
         user=req.user,
         group=req.group,
+        # provisional (what --dry-run shows): _apply takes the range for real
+        id_base=identity.registry_for(layout).peek(name) if userns else None,
     )
+    if userns and not layout.host(isolation.PYTHON).exists():
+        raise NotFound(
+            f"{isolation.PYTHON} is missing: sandboxes run their commands through a Python launcher",
+            "install python3 (the distribution's package), or create the sandbox with --no-user-namespace",
+        )
     others = [specfile.load(layout.spec_file(n)) for n in sandbox_names(layout) if n != name]
     network_checks.check_host(spec, others, layout)
     if spec.service.pid_file:
@@ -200,29 +212,32 @@ def create(req: CreateRequest, layout: Layout) -> Created:
 
 def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> Created:
     spec = p.spec
-    files = p.files
     with Transaction() as tx:
         if selinux.resolve_mode(spec.selinux):
             registry = selinux.McsRegistry(layout.mcs_registry)
             tx.on_rollback(lambda: registry.release(spec.name))
             spec = replace(spec, selinux_level=registry.allocate(spec.name))
-            files = render.render(spec)
+        if spec.security.user_namespace:
+            spec = replace(spec, id_base=take_id_range(tx, layout, spec.name))
+        files = render.render(spec)
         staging = stage_dir(tx, layout, spec.name)
         root = staging / "root"
         hostinfo = p.host
         copied = 0
+        ids = IdMap(spec.id_base) if spec.id_base is not None else None
         if spec.kind is Kind.CHROOT:
             root.mkdir(mode=0o755)
         else:
-            tree.make_base(root, hostinfo.usr_layout)
+            tree.make_base(root, hostinfo.usr_layout, ids)
             base = staging / BASE_DIR_NAME
             base.mkdir(mode=0o700)
             for path in p.copies:
-                copied += tree.copy_path(layout.root, root, path)
+                copied += tree.copy_path(layout.root, root, path, ids.to_host if ids else None)
                 if path.startswith("/etc/"):
                     # the pristine copy `upgrade` merges against: what the host had when we copied
                     tree.copy_path(layout.root, base, path)
-            tree.make_owned_dirs(root, p.owned_dirs)
+            tree.make_owned_dirs(root, p.owned_dirs, ids)
+            tree.write_tree_files(root, render.tree_files(spec))
             _check_executables(spec, root, layout.root)
         specfile.save(staging / "sandbox.yaml", spec)
         if spec.selinux_level:
@@ -237,12 +252,24 @@ def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> C
     return Created(spec, tuple(written), copied, started, sd is not None, p.notes)
 
 
+def take_id_range(tx: Transaction, layout: Layout, name: str) -> int:
+    """The sandbox's ID range and the host account of its root; both given back on rollback."""
+    registry = identity.registry_for(layout)
+    tx.on_rollback(lambda: registry.release(name))
+    base = registry.allocate(name)
+    if identity.ensure_account(layout, name, base):
+        tx.on_rollback(lambda: identity.remove_account(layout, name))
+    return base
+
+
 def _finish_existing(req: CreateRequest, layout: Layout, sd: Systemd | None) -> Created:
     """create --exist-ok on a sandbox that exists: success when it has the settings asked for, after
     finishing whatever an interrupted run left undone (units, enable links, registration)."""
     existing = specfile.load(layout.spec_file(req.name))
     p = plan(req, layout, sd, allow_existing=True)
-    wanted = replace(p.spec, selinux_level=existing.selinux_level, copies=existing.copies)
+    wanted = replace(
+        p.spec, selinux_level=existing.selinux_level, copies=existing.copies, id_base=existing.id_base
+    )
     if wanted != existing:
         raise AlreadyExists(
             f"sandbox {req.name!r} exists with different settings",

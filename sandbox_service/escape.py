@@ -90,3 +90,27 @@ def bind_pair(source: str, dest: str) -> str:
     """SOURCE:DEST for BindPaths=/BindReadOnlyPaths=: each side quoted on its own, since a colon inside
     quotes is part of the path rather than the separator."""
     return f"{path_word('bind source', source)}:{path_word('bind destination', dest)}"
+
+
+_UNIT_NAME_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.")
+
+
+def path_unit_name(path: str, suffix: str) -> str:
+    """The unit name systemd gives a path (what ``systemd-escape --path --suffix=...`` prints), such as
+    the .mount unit of a mount point: '/' becomes '-', other unsafe bytes (and a leading '.') ``\\xNN``."""
+    _reject_unrenderable("path", path)
+    parts = [p for p in path.split("/") if p]
+    if not path.startswith("/") or any(p in (".", "..") for p in parts):
+        raise InvalidInput(f"not a normalized absolute path: {path!r}")
+    if not parts:
+        return "-" + suffix
+    out = []
+    for i, byte in enumerate("/".join(parts).encode()):
+        ch = chr(byte)
+        if ch == "/":
+            out.append("-")
+        elif ch in _UNIT_NAME_SAFE and not (ch == "." and i == 0):
+            out.append(ch)
+        else:
+            out.append(f"\\x{byte:02x}")
+    return "".join(out) + suffix

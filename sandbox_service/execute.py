@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from . import directives, render
+from . import directives, isolation, render
 from .errors import InvalidInput, NotRunning
 from .paths import service_unit
 from .spec import SandboxSpec
@@ -24,6 +24,8 @@ SANDBOX_KEYS = frozenset(
         "NetworkNamespacePath", "SELinuxContext", "Slice", *directives.MIN_VERSION,
     }
 )  # fmt: skip
+# With a user namespace the command starts as the sandbox's host account, like the service's own.
+USERNS_KEYS = frozenset({"User", "Group", "AmbientCapabilities", "UnsetEnvironment"})
 # RuntimeDirectory= is left out on purpose: the transient unit would remove the service's /run on exit.
 NEVER = frozenset({"RuntimeDirectory", "RuntimeDirectoryPreserve"})
 
@@ -31,6 +33,7 @@ NEVER = frozenset({"RuntimeDirectory", "RuntimeDirectoryPreserve"})
 def sandbox_properties(spec: SandboxSpec) -> list[str]:
     """KEY=VALUE lines (already in unit-file syntax) of the service's [Service] section that define its
     sandbox, in their rendered order."""
+    keys = SANDBOX_KEYS | (USERNS_KEYS if isolation.uses_user_namespace(spec) else frozenset())
     props = []
     section = ""
     for line in render.render_service(spec).splitlines():
@@ -38,14 +41,23 @@ def sandbox_properties(spec: SandboxSpec) -> list[str]:
             section = line.strip("[]")
             continue
         key, sep, _value = line.partition("=")
-        if section == "Service" and sep and key in SANDBOX_KEYS and key not in NEVER:
+        if section == "Service" and sep and key in keys and key not in NEVER:
             props.append(line)
     return props
 
 
-def systemd_run_argv(spec: SandboxSpec, command: Sequence[str], *, interactive: bool) -> list[str]:
+def systemd_run_argv(
+    spec: SandboxSpec, command: Sequence[str], *, interactive: bool, main_pid: int = 0
+) -> list[str]:
+    """The systemd-run command line; with a user namespace the command goes through the launcher, which
+    joins the user and mount namespaces of the service's main process `main_pid`."""
     if not command:
         raise InvalidInput("no command given", "put the command after --, e.g. execute web -- ls /")
+    if isolation.uses_user_namespace(spec):
+        if main_pid <= 0:
+            raise NotRunning(f"sandbox {spec.name!r} has no main process to join")
+        launcher = [isolation.PYTHON, "-I", "-S", "-B", isolation.LAUNCHER, "--as-root"]
+        command = [*launcher, "--join", str(main_pid), "--", command[0], *command]
     service = service_unit(spec.name)
     argv = ["systemd-run", "--quiet", "--collect", "--wait", "--service-type=exec"]
     argv.append("--pty" if interactive else "--pipe")
@@ -56,10 +68,12 @@ def systemd_run_argv(spec: SandboxSpec, command: Sequence[str], *, interactive: 
     return [*argv, "--", *command]
 
 
-def require_running(sd: Systemd, spec: SandboxSpec) -> None:
+def require_running(sd: Systemd, spec: SandboxSpec) -> int:
+    """The main PID of the running sandbox; NotRunning when it does not run."""
     st = sd.service_status(service_unit(spec.name))
     if st.active_state not in ("active", "reloading"):
         raise NotRunning(
             f"sandbox {spec.name!r} is not running ({st.active_state})",
             f"start it first: sandbox-service start {spec.name}",
         )
+    return st.main_pid

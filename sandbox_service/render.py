@@ -4,11 +4,11 @@ our own templates. Every value passes through escape.py on its way into the text
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import jinja2
 
-from . import escape, selinux
+from . import escape, isolation, selinux
 from .network import units as network_units
 from .paths import (
     SANDBOX_BASE,
@@ -31,6 +31,19 @@ def marker_line(name: str) -> str:
     return f"{MARKER} {name!r} from {SANDBOX_BASE / name / SPEC_FILE_NAME}; do not edit."
 
 
+RUN_SIZE_DEFAULT = "32M"
+RUN_INODES = 16384
+# The journal's sockets, so that syslog(3) and sd_journal_print() from inside reach the host's journal
+# under the sandbox's unit (systemd 257 does the same with BindLogSockets=).
+JOURNAL_BINDS = (
+    ("/run/systemd/journal/socket", "/run/systemd/journal/socket"),
+    ("/run/systemd/journal/stdout", "/run/systemd/journal/stdout"),
+    ("/run/systemd/journal/dev-log", "/dev/log"),
+)
+NOTIFY_SOCKET = "/run/systemd/notify"
+LAUNCHER_SOURCE = Path(__file__).resolve().parent / "launcher.py"  # copied into each sandbox as is
+
+
 @dataclass(frozen=True)
 class ServiceView:
     """Values derived from the spec for the service template (relocations done here, once)."""
@@ -51,6 +64,9 @@ def service_view(spec: SandboxSpec) -> ServiceView:
     root = spec.chroot if spec.kind is Kind.CHROOT and spec.chroot else sandbox_root_path(spec.name)
     svc = spec.service
     runtime_top = runtime_dir_path(spec.name).removeprefix("/run/")
+    # With a user namespace the launcher makes the service's /run directories, owned by its user; plain
+    # sandboxes leave that to systemd, inside the /run mount.
+    own_runtime = () if isolation.uses_user_namespace(spec) else svc.runtime_directories
     return ServiceView(
         root_directory=root,
         runtime_dir=runtime_dir_path(spec.name),
@@ -59,7 +75,7 @@ def service_view(spec: SandboxSpec) -> ServiceView:
         environment_files=tuple(
             ("-" if f.optional else "") + root.rstrip("/") + f.path for f in svc.environment_files
         ),
-        runtime_directories=(runtime_top, *(f"{runtime_top}/{d}" for d in svc.runtime_directories)),
+        runtime_directories=tuple(f"{runtime_top}/{d}" for d in own_runtime),
     )
 
 
@@ -106,7 +122,34 @@ def exec_settings(spec: SandboxSpec) -> tuple[tuple[str, ExecCommand], ...]:
     return tuple(out)
 
 
+def _readonly_binds(spec: SandboxSpec, plan: isolation.UnitPlan | None) -> tuple[str, ...]:
+    words = [escape.path_word("read-only bind", p) for p in spec.readonly_binds]
+    if plan is not None:
+        words += [escape.bind_pair(src, dst) for src, dst in plan.readonly_binds]
+    if not any(d.key == "BindLogSockets" for d in spec.security.directives):
+        words += [escape.bind_pair("-" + src, dst) for src, dst in JOURNAL_BINDS]
+    if isolation.needs_notify_socket(spec):
+        words.append(escape.path_word("notify socket", NOTIFY_SOCKET))
+    return tuple(words)
+
+
+def _identity(spec: SandboxSpec, plan: isolation.UnitPlan | None) -> tuple[tuple[str, str], ...]:
+    """User=, Group= and capability lines: the sandbox's host account with a user namespace, else the
+    wrapped unit's own."""
+    if plan is not None:
+        return plan.identity
+    svc = spec.service
+    lines = [("User", svc.user), ("Group", svc.group)]
+    lines.append(("AmbientCapabilities", " ".join(svc.ambient_capabilities)))
+    lines.append(("SupplementaryGroups", " ".join(svc.supplementary_groups)))
+    return tuple((key, value) for key, value in lines if value)
+
+
 def render_service(spec: SandboxSpec) -> str:
+    plan = isolation.unit_plan(spec) if isolation.uses_user_namespace(spec) else None
+    execs = exec_settings(spec)
+    if plan is not None:
+        execs = tuple((key, isolation.wrap(key, cmd)) for key, cmd in execs)
     return (
         _env()
         .get_template("service.j2")
@@ -115,12 +158,34 @@ def render_service(spec: SandboxSpec) -> str:
             spec=spec,
             svc=spec.service,
             view=service_view(spec),
-            execs=exec_settings(spec),
+            execs=execs,
+            userns=plan is not None,
+            identity=_identity(spec, plan),
+            unset_environment=plan.unset_environment if plan else (),
+            readonly_binds=_readonly_binds(spec, plan),
+            directives=plan.directives if plan else spec.security.directives,
+            run_mount=run_mount_unit(spec.name),
             slice_unit=slice_unit(spec.name),
-            shares_host_usr=spec.kind is not Kind.CHROOT,
             selinux_context=selinux.process_context(spec.selinux_level) if spec.selinux_level else None,
             unit_lines=network_units.unit_lines(spec),
             service_lines=network_units.service_lines(spec),
+        )
+    )
+
+
+def run_mount_unit(name: str) -> str:
+    return escape.path_unit_name(runtime_dir_path(name), ".mount")
+
+
+def render_run_mount(spec: SandboxSpec) -> str:
+    owner = spec.id_base if isolation.uses_user_namespace(spec) and spec.id_base is not None else 0
+    size = spec.limits.run_size or RUN_SIZE_DEFAULT
+    options = f"mode=0755,uid={owner},gid={owner},size={size},nr_inodes={RUN_INODES},nosuid,nodev"
+    return (
+        _env()
+        .get_template("run-mount.j2")
+        .render(
+            marker=marker_line(spec.name), name=spec.name, where=runtime_dir_path(spec.name), options=options
         )
     )
 
@@ -135,12 +200,24 @@ def render_static(name: str) -> str:
     return (data_dir("unitfiles") / name).read_text()
 
 
+def tree_files(spec: SandboxSpec) -> dict[str, str]:
+    """Files the tool keeps inside the sandbox's root (paths as the sandbox sees them): the launcher and
+    its settings.  They belong to host root, in a directory the sandbox cannot write."""
+    if not isolation.uses_user_namespace(spec):
+        return {}
+    return {
+        isolation.LAUNCHER: LAUNCHER_SOURCE.read_text(encoding="utf-8"),
+        isolation.LAUNCH_SETTINGS: isolation.launch_settings(spec),
+    }
+
+
 def render(spec: SandboxSpec) -> dict[PurePosixPath, str]:
     """Every unit file the sandbox needs, keyed by its absolute path on the target system."""
     unit_dir = PurePosixPath(str(UNIT_DIR))
     files = {
         unit_dir / service_unit(spec.name): render_service(spec),
         unit_dir / slice_unit(spec.name): render_slice(spec),
+        unit_dir / run_mount_unit(spec.name): render_run_mount(spec),
     }
     files.update(network_units.extra_units(spec))
     for name in STATIC_UNITS:

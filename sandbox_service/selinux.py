@@ -11,19 +11,15 @@ Every sandbox runs as ``sandbox_service_t`` and its files are ``sandbox_service_
 from __future__ import annotations
 
 import errno
-import fcntl
 import importlib
-import json
 import os
 import re
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
-from .atomic import write_atomic
 from .errors import InvalidInput, NotFound, PermissionDenied, SandboxError
+from .registry import Registry
 from .spec import SELinuxMode, check_name
 
 DOMAIN_TYPE = "sandbox_service_t"
@@ -86,47 +82,48 @@ def file_context(level: str) -> str:
 
 
 class McsRegistry:
-    """Which sandbox holds which category pair, kept in a small JSON file.
-
-    Every change is a read-modify-write under an exclusive flock(2) on a lock file next to the registry,
-    and the new file replaces the old one atomically.  Readers therefore never need the lock: they always
-    see either the old or the new complete file.
-    """
+    """Which sandbox holds which category pair (registry.py: a JSON file changed under a lock)."""
 
     def __init__(self, path: Path, categories: int = CATEGORIES) -> None:
         if not 2 <= categories <= CATEGORIES:
             raise InvalidInput(f"category count {categories} is out of range", f"use 2 to {CATEGORIES}")
+        self._registry: Registry[str] = Registry(
+            path,
+            key="pairs",
+            version=_REGISTRY_VERSION,
+            what="MCS registry",
+            parse=_parse_pairs,
+            repair_hint="removing it makes every sandbox get a new category pair, "
+            "so their files must be labelled again",
+        )
         self.path = path
-        self.lock_path = path.with_name(path.name + ".lock")
+        self.lock_path = self._registry.lock_path
         self.categories = categories
 
     def allocate(self, name: str) -> str:
         """The level of sandbox `name`, picking a free pair at random the first time it is asked for."""
         check_name(name)
-        with self._locked():
-            pairs = self._load()
+        with self._registry.locked():
+            pairs = self._registry.load()
             if name in pairs:
                 return pairs[name]
             taken = {pair for pair in map(_parse_pair, pairs.values()) if pair is not None}
             level = _format_pair(*self._pick_free(taken))
             pairs[name] = level
-            self._store(pairs)
+            self._registry.store(pairs)
             return level
 
     def release(self, name: str) -> None:
         """Give the pair of `name` back.  Releasing a name that holds nothing does nothing."""
         check_name(name)
-        with self._locked():
-            pairs = self._load()
-            if pairs.pop(name, None) is not None:
-                self._store(pairs)
+        self._registry.release(name)
 
     def lookup(self, name: str) -> str | None:
-        return self._load().get(name)
+        return self._registry.load().get(name)
 
     def pairs(self) -> dict[str, str]:
         """Every sandbox name with its level."""
-        return self._load()
+        return self._registry.load()
 
     def _pick_free(self, taken: set[tuple[int, int]]) -> tuple[int, int]:
         rng = secrets.SystemRandom()
@@ -147,65 +144,22 @@ class McsRegistry:
             )
         return rng.choice(free)
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        try:
-            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        except PermissionError as e:
-            raise PermissionDenied(
-                f"cannot open the MCS registry lock {self.lock_path}: {e.strerror}", "run as root"
-            ) from e
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing the only descriptor drops the lock
 
-    def _load(self) -> dict[str, str]:
-        try:
-            raw = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
-        except PermissionError as e:
-            raise PermissionDenied(
-                f"cannot read the MCS registry {self.path}: {e.strerror}", "run as root"
-            ) from e
-        try:
-            return self._parse(raw)
-        except (ValueError, InvalidInput) as e:
-            raise SandboxError(
-                f"the MCS registry {self.path} is corrupt: {e}",
-                f"repair or remove {self.path}; removing it makes every sandbox get a new category pair, "
-                "so their files must be labelled again",
-            ) from e
-
-    @staticmethod
-    def _parse(raw: str) -> dict[str, str]:
-        data = json.loads(raw)
-        if not isinstance(data, dict) or data.get("version") != _REGISTRY_VERSION:
-            raise ValueError(f"expected a JSON object with version {_REGISTRY_VERSION}")
-        pairs = data.get("pairs")
-        if not isinstance(pairs, dict):
-            raise ValueError("'pairs' is not an object")
-        seen: dict[tuple[int, int], str] = {}
-        result: dict[str, str] = {}
-        for name, level in pairs.items():
-            if not isinstance(level, str):
-                raise ValueError(f"the level of {name!r} is not a string")
-            check_name(name)
-            pair = _parse_pair(level)
-            if pair is None:
-                raise ValueError(f"{name!r} holds {level!r}, which has no categories")
-            if pair in seen:
-                raise ValueError(f"{name!r} and {seen[pair]!r} hold the same pair {level}")
-            seen[pair] = name
-            result[name] = level
-        return result
-
-    def _store(self, pairs: dict[str, str]) -> None:
-        data = {"version": _REGISTRY_VERSION, "pairs": dict(sorted(pairs.items()))}
-        write_atomic(self.path, json.dumps(data, indent=2) + "\n", 0o644)
+def _parse_pairs(pairs: dict[str, object]) -> dict[str, str]:
+    seen: dict[tuple[int, int], str] = {}
+    result: dict[str, str] = {}
+    for name, level in pairs.items():
+        if not isinstance(level, str):
+            raise ValueError(f"the level of {name!r} is not a string")
+        check_name(name)
+        pair = _parse_pair(level)
+        if pair is None:
+            raise ValueError(f"{name!r} holds {level!r}, which has no categories")
+        if pair in seen:
+            raise ValueError(f"{name!r} and {seen[pair]!r} hold the same pair {level}")
+        seen[pair] = name
+        result[name] = level
+    return result
 
 
 # --------------------------------------------------------------------------------------------------------

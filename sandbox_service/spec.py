@@ -14,6 +14,12 @@ from .errors import InvalidInput
 from .network.model import NetworkSpec
 
 NAME_MAX = 40
+# Each sandbox's root runs in a user namespace mapping inner IDs 0..65535 onto a private range of host IDs.
+# The ranges sit in the part of the host's ID space that systemd documents for containers (524288 up to
+# 1879048191), from 2^30 on, aligned to their size.
+ID_RANGE_SIZE = 65536
+ID_BASE_FIRST = 0x40000000
+ID_BASE_END = 0x6FFF0000  # exclusive: the last range ends where systemd's container range does
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
@@ -238,12 +244,18 @@ class Directive:
 
 @dataclass(frozen=True)
 class Security:
-    """The profile and flags the admin chose, and the directives they resolved to for this service."""
+    """The profile and flags the admin chose, and the directives they resolved to for this service.
+
+    ``user_namespace`` is the isolation model: True (the default of every shipped profile) runs the
+    sandbox's root as the sandbox's own unprivileged host IDs, in a user namespace of its own; False runs
+    it as the host's root, as the wrapped unit would (weaker, for services that need host privileges).
+    """
 
     profile: str = "default"
     memory_deny_write_execute: bool | None = None  # None: as the profile says
     private_users: bool | None = None
     directives: tuple[Directive, ...] = ()
+    user_namespace: bool = True
 
 
 @dataclass(frozen=True)
@@ -255,8 +267,13 @@ class Limits:
     cpu_weight: int | None = None
     io_weight: int | None = None
     tasks_max: int | None = None
+    run_size: str | None = None  # the sandbox's /run (a tmpfs of its own); None: render.RUN_SIZE_DEFAULT
 
     def __post_init__(self) -> None:
+        if self.run_size is not None and not re.fullmatch(r"[1-9][0-9]{0,5}[KMG]", self.run_size):
+            raise InvalidInput(
+                f"invalid size of /run {self.run_size!r}", "use a number with K, M or G, such as 16M"
+            )
         if self.memory_max is not None and not _SIZE_RE.match(self.memory_max):
             raise InvalidInput(
                 f"invalid memory limit {self.memory_max!r}",
@@ -295,6 +312,7 @@ class SandboxSpec:
     security: Security = field(default_factory=Security)
     user: str | None = None  # --user/--group given at create: wins over the wrapped unit's User=/Group=
     group: str | None = None
+    id_base: int | None = None  # first host ID of the sandbox's private range; None: no user namespace
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -309,3 +327,17 @@ class SandboxSpec:
             raise InvalidInput("a chroot sandbox needs a chroot directory, and only it may have one")
         if self.selinux_level is not None and not re.fullmatch(r"s0(:c[0-9]+,c[0-9]+)?", self.selinux_level):
             raise InvalidInput(f"invalid SELinux level {self.selinux_level!r}")
+        if self.id_base is not None:
+            check_id_base(self.id_base)
+        if self.id_base is not None and not self.security.user_namespace:
+            raise InvalidInput("an ID range is given but the user namespace is turned off")
+
+
+def check_id_base(value: int) -> int:
+    if not ID_BASE_FIRST <= value < ID_BASE_END or value % ID_RANGE_SIZE:
+        raise InvalidInput(
+            f"invalid ID range start {value}",
+            f"a sandbox's IDs start at a multiple of {ID_RANGE_SIZE} from {ID_BASE_FIRST} "
+            f"up to {ID_BASE_END - ID_RANGE_SIZE}",
+        )
+    return value

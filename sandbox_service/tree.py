@@ -11,8 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import write_atomic
 from .discover.host import UsrLink
 from .errors import InvalidInput, NotFound, SandboxError
+from .identity import IdMap, OwnerMap
 
 # Files every service needs to resolve users, hosts, libraries, time and certificates.
 BASE_ETC = (
@@ -82,15 +84,23 @@ def inside(root: Path, path: str) -> Path:
     return root / rel
 
 
-def make_base(root: Path, usr_layout: Iterable[UsrLink]) -> None:
+def make_base(root: Path, usr_layout: Iterable[UsrLink], ids: IdMap | None = None) -> None:
+    """The directories and links every root has.  With a user namespace (`ids`) they belong to the
+    sandbox's root, except "/" itself: it stays the host's, so the sandbox cannot rename or replace what
+    sits at its top (/etc, /usr, the launcher's directory)."""
     root.mkdir(mode=0o755, parents=True, exist_ok=True)
+    os.chmod(root, 0o755)
     for rel, mode in BASE_DIRS:
         d = root / rel
         d.mkdir(exist_ok=True)
         os.chmod(d, mode)
+        if ids is not None:
+            os.lchown(d, ids.to_host(0), ids.to_host(0))
     for rel, target in BASE_LINKS:
         if not (root / rel).is_symlink():
             os.symlink(target, root / rel)
+            if ids is not None:
+                os.lchown(root / rel, ids.to_host(0), ids.to_host(0))
     for link in usr_layout:
         p = root / link.name
         if link.target is not None:
@@ -99,14 +109,33 @@ def make_base(root: Path, usr_layout: Iterable[UsrLink]) -> None:
             p.mkdir(mode=0o755)  # a mount point for the host directory, bound read-only
 
 
-def _copy_meta(src_st: os.stat_result, dst: Path) -> None:
-    os.lchown(dst, src_st.st_uid, src_st.st_gid)
+def write_tree_files(root: Path, files: dict[str, str]) -> None:
+    """The tool's own files inside a sandbox (render.tree_files): owned by host root, read-only to the
+    sandbox, in directories it cannot write."""
+    for path, text in files.items():
+        target = inside(root, path)
+        parent = target.parent
+        if parent.is_symlink() or (parent.exists() and not parent.is_dir()):
+            raise SandboxError(f"{parent} is not a directory", "the sandbox tree was tampered with")
+        parent.mkdir(mode=0o755, exist_ok=True)
+        st = os.lstat(parent)
+        if (st.st_uid, st.st_gid) != (0, 0) or stat.S_IMODE(st.st_mode) & 0o022:
+            os.lchown(parent, 0, 0)
+            os.chmod(parent, 0o755)
+        write_atomic(target, text, mode=0o644)
+
+
+def _copy_meta(src_st: os.stat_result, dst: Path, owners: OwnerMap | None = None) -> None:
+    uid, gid = src_st.st_uid, src_st.st_gid
+    if owners is not None:
+        uid, gid = owners(uid), owners(gid)
+    os.lchown(dst, uid, gid)
     if not stat.S_ISLNK(src_st.st_mode):
         os.chmod(dst, stat.S_IMODE(src_st.st_mode))
     os.utime(dst, ns=(src_st.st_atime_ns, src_st.st_mtime_ns), follow_symlinks=False)
 
 
-def _make_parents(host_root: Path, root: Path, path: str) -> None:
+def _make_parents(host_root: Path, root: Path, path: str, owners: OwnerMap | None) -> None:
     """Create the parents of path inside root, mirroring the host parents' owner and mode."""
     parts = Path(path.lstrip("/")).parts[:-1]
     cur = ""
@@ -117,29 +146,31 @@ def _make_parents(host_root: Path, root: Path, path: str) -> None:
             continue
         dst.mkdir()
         try:
-            _copy_meta(os.lstat(inside(host_root, cur)), dst)
+            _copy_meta(os.lstat(inside(host_root, cur)), dst, owners)
         except FileNotFoundError:
             os.chmod(dst, 0o755)
+            if owners is not None:
+                os.lchown(dst, owners(0), owners(0))
 
 
-def copy_path(host_root: Path, root: Path, path: str) -> int:
+def copy_path(host_root: Path, root: Path, path: str, owners: OwnerMap | None = None) -> int:
     """Copy one host path (file, link or whole directory) into root at the same place; returns the
-    number of files copied."""
+    number of files copied.  `owners` maps each owner and group ID (into a sandbox's ID range, say)."""
     src = inside(host_root, path)
     try:
         st = os.lstat(src)
     except FileNotFoundError:
         raise NotFound(f"{path} does not exist", "check the path given with --copy") from None
-    _make_parents(host_root, root, path)
-    return _copy_one(src, st, inside(root, path))
+    _make_parents(host_root, root, path, owners)
+    return _copy_one(src, st, inside(root, path), owners)
 
 
-def _copy_one(src: Path, st: os.stat_result, dst: Path) -> int:
+def _copy_one(src: Path, st: os.stat_result, dst: Path, owners: OwnerMap | None) -> int:
     if stat.S_ISLNK(st.st_mode):
         if dst.is_symlink() or dst.exists():
             _remove(dst)
         os.symlink(os.readlink(src), dst)
-        _copy_meta(st, dst)
+        _copy_meta(st, dst, owners)
         return 1
     if stat.S_ISDIR(st.st_mode):
         if not dst.is_dir() or dst.is_symlink():
@@ -149,14 +180,16 @@ def _copy_one(src: Path, st: os.stat_result, dst: Path) -> int:
         count = 0
         with os.scandir(src) as entries:
             for entry in entries:
-                count += _copy_one(Path(entry.path), entry.stat(follow_symlinks=False), dst / entry.name)
-        _copy_meta(st, dst)
+                count += _copy_one(
+                    Path(entry.path), entry.stat(follow_symlinks=False), dst / entry.name, owners
+                )
+        _copy_meta(st, dst, owners)
         return count
     if stat.S_ISREG(st.st_mode):
         if dst.is_symlink():
             dst.unlink()
         shutil.copyfile(src, dst, follow_symlinks=False)
-        _copy_meta(st, dst)
+        _copy_meta(st, dst, owners)
         return 1
     return 0  # sockets, fifos and devices belong to a running system, not to a copy
 
@@ -211,11 +244,13 @@ def _find(db: Path, name: str) -> list[str] | None:
     return None
 
 
-def make_owned_dirs(root: Path, dirs: Iterable[OwnedDir]) -> None:
+def make_owned_dirs(root: Path, dirs: Iterable[OwnedDir], ids: IdMap | None = None) -> None:
     for d in dirs:
         p = inside(root, d.path)
         p.mkdir(parents=True, exist_ok=True)
         uid, gid = lookup_ids(root, d.user, d.group)
+        if ids is not None:
+            uid, gid = ids.to_host(uid), ids.to_host(gid)
         os.lchown(p, uid, gid)
         os.chmod(p, d.mode)
 

@@ -265,6 +265,7 @@ def test_none_is_loopback_only() -> None:
     assert values(svc, "PrivateNetwork") == ["yes"]
     assert values(svc, "NetworkNamespacePath") == []
     assert sorted(files) == [
+        "/etc/systemd/system/run-sandbox\\x2dservice-web.mount",
         "/etc/systemd/system/sandbox-web.service",
         "/etc/systemd/system/sandbox-web.slice",
         "/etc/systemd/system/sandbox.slice",

@@ -301,6 +301,8 @@ def image(base: Path) -> Path:
     for link in ("bin", "sbin", "lib", "lib64"):
         (root / link).symlink_to(f"usr/{link}")
     shutil.copy2("/usr/bin/sleep", root / "usr/bin/sleep")
+    # what the sandboxes' launcher runs on (never started here: the image is only written)
+    shutil.copy2(Path("/usr/bin/python3").resolve(), root / "usr/bin/python3")
     (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (root / "etc/group").write_text("root:x:0:\n")
     (root / "etc/demo/demo.conf").write_text("greeting = hello\n")

@@ -462,7 +462,13 @@ def test_upgrade_offline_merges_and_writes_units_without_systemd(tmp_path: Path)
     assert s.merge.entries == (("/etc/app/main.conf", Action.UPDATED),)
     assert s.units == tuple(
         f"/etc/systemd/system/{u}"
-        for u in ("sandbox-off.service", "sandbox-off.slice", "sandbox.slice", "sandbox.target")
+        for u in (
+            "sandbox-off.service",
+            "sandbox-off.slice",
+            "run-sandbox\\x2dservice-off.mount",
+            "sandbox.slice",
+            "sandbox.target",
+        )
     )
 
     done = upgrade(layout, ["off"])

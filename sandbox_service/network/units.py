@@ -22,6 +22,7 @@ from pathlib import PurePosixPath
 import jinja2
 
 from .. import escape
+from ..identity import account_name
 from ..paths import UNIT_DIR, service_unit, slice_unit, unit_base
 from ..resources import data_dir
 from ..spec import ExecCommand, ExecFlag, SandboxSpec
@@ -158,6 +159,7 @@ def _publish_units(spec: SandboxSpec, port: PublishedPort) -> dict[str, str]:
         "port": port,
         "bridged": spec.network.mode is NetworkMode.BRIDGE,
         "netns_path": netns_path(name),
+        "account": account_name(name) if spec.id_base is not None else None,
     }
     return {
         socket: _render(

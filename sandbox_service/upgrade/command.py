@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path, PurePosixPath
 
-from .. import control, render, security, specfile
+from .. import control, render, security, specfile, tree
 from ..discover import host as host_discovery
 from ..discover.unit import service_def_from_settings, with_overrides
 from ..errors import InvalidInput, NotFound, SandboxError
+from ..identity import IdMap
 from ..install import Transaction, write_units
 from ..paths import Layout, service_unit
 from ..spec import Kind, SandboxSpec, ServiceDef
@@ -113,7 +114,8 @@ def _plan_one(layout: Layout, spec: SandboxSpec, sd: Systemd | None) -> _Planned
     paths = etc_copies(spec)
     plan = None
     if paths:
-        plan = plan_merge(layout.base_dir(spec.name), layout.root, layout.sandbox_root(spec.name), paths)
+        ids = IdMap(spec.id_base) if spec.id_base is not None else None
+        plan = plan_merge(layout.base_dir(spec.name), layout.root, layout.sandbox_root(spec.name), paths, ids)
         if not plan.report.had_base:
             notes.append(
                 "no base copy (created by an older version): every difference from the host counts as "
@@ -176,6 +178,8 @@ def _apply_all(layout: Layout, planned: list[_Planned], sd: Systemd | None) -> U
                 path = layout.spec_file(spec.name)
                 tx.on_rollback(functools.partial(specfile.save, path, spec))
                 specfile.save(path, p.new_spec)
+            # the launcher and its settings follow the tool's version and the re-read unit
+            tree.write_tree_files(layout.sandbox_root(spec.name), render.tree_files(p.new_spec))
             if p.units:
                 write_units(tx, layout, p.files, spec.name, replace=True)
         reloaded = False

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from .. import selinux
 from ..errors import InvalidInput, SandboxError
+from ..identity import IdMap, OwnerMap
 
 HOSTNEW_SUFFIX = ".hostnew"
 
@@ -132,14 +133,23 @@ def _lstat(parent_fd: int, name: str) -> os.stat_result | None:
         raise
 
 
-def _node_at(parent_fd: int, name: str) -> Node | None:
+def _owner(ids: IdMap | None, host_id: int) -> int:
+    """An owner as the merge compares it: a sandbox's files are owned by its shifted IDs (-1: an ID
+    outside its range, which no host file can match)."""
+    if ids is None:
+        return host_id
+    inner = ids.to_inner(host_id)
+    return -1 if inner is None else inner
+
+
+def _node_at(parent_fd: int, name: str, ids: IdMap | None = None) -> Node | None:
     st = _lstat(parent_fd, name)
     if st is None:
         return None
     if stat.S_ISLNK(st.st_mode):
         return Node(NodeKind.LINK, content=os.readlink(name, dir_fd=parent_fd))  # links: by target only
     if stat.S_ISDIR(st.st_mode):
-        return Node(NodeKind.DIR, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+        return Node(NodeKind.DIR, _owner(ids, st.st_uid), _owner(ids, st.st_gid), stat.S_IMODE(st.st_mode))
     if not stat.S_ISREG(st.st_mode):
         return Node(NodeKind.OTHER)
     try:
@@ -157,14 +167,21 @@ def _node_at(parent_fd: int, name: str) -> Node | None:
             digest.update(chunk)
     finally:
         os.close(fd)
-    return Node(NodeKind.FILE, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), digest.hexdigest())
+    return Node(
+        NodeKind.FILE,
+        _owner(ids, st.st_uid),
+        _owner(ids, st.st_gid),
+        stat.S_IMODE(st.st_mode),
+        digest.hexdigest(),
+    )
 
 
 class _Reader:
     """A read-only view of one tree; directory descriptors are cached for the time of the planning."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, ids: IdMap | None = None) -> None:
         self.root = root
+        self.ids = ids
         self._fds: dict[str, int | None] = {}
 
     def dir_fd(self, rel: str) -> int | None:
@@ -180,7 +197,7 @@ class _Reader:
     def node(self, rel: str) -> Node | None:
         parent, _, name = rel.rpartition("/")
         pfd = self.dir_fd(parent)
-        return None if pfd is None else _node_at(pfd, name)
+        return None if pfd is None else _node_at(pfd, name, self.ids)
 
     def names(self, rel: str) -> list[str]:
         fd = self.dir_fd(rel)
@@ -238,6 +255,7 @@ class MergePlan:
     sandbox: Path
     steps: tuple[_Step, ...]
     report: MergeReport
+    ids: IdMap | None = None  # the sandbox's ID range: its files are owned by shifted IDs
 
 
 def _key(rel: str) -> tuple[str, ...]:
@@ -261,12 +279,15 @@ def _top_paths(paths: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(tops))
 
 
-def plan_merge(base: Path, host: Path, sandbox: Path, paths: Sequence[str]) -> MergePlan:
+def plan_merge(
+    base: Path, host: Path, sandbox: Path, paths: Sequence[str], ids: IdMap | None = None
+) -> MergePlan:
     """Plan the three-way merge of `paths` (absolute, as recorded in the spec) of three trees: `base`
-    (the last copy taken), `host` (the host's root) and `sandbox` (the sandbox's root). Reads only."""
-    readers = [_Reader(base), _Reader(host), _Reader(sandbox)]
+    (the last copy taken), `host` (the host's root) and `sandbox` (the sandbox's root, whose owners are
+    shifted into `ids`). Reads only."""
+    readers = [_Reader(base), _Reader(host), _Reader(sandbox, ids)]
     try:
-        return _plan(base, host, sandbox, _top_paths(paths), *readers)
+        return replace(_plan(base, host, sandbox, _top_paths(paths), *readers), ids=ids)
     finally:
         for r in readers:
             r.close()
@@ -375,8 +396,8 @@ def _discard(parent_fd: int, name: str) -> None:
         os.unlink(name, dir_fd=parent_fd)
 
 
-def _set_meta(fd: int, st: os.stat_result) -> None:
-    os.fchown(fd, st.st_uid, st.st_gid)
+def _set_meta(fd: int, st: os.stat_result, owners: OwnerMap | None) -> None:
+    os.fchown(fd, *_owned(st, owners))
     os.fchmod(fd, stat.S_IMODE(st.st_mode))  # after chown, which clears set-id bits
     os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
@@ -387,7 +408,20 @@ def _label(parent_fd: int, name: str, level: str | None) -> None:
         selinux.label_tree(Path(f"/proc/self/fd/{parent_fd}/{name}"), level)
 
 
-def _put(src_fd: int, name: str, dst_fd: int, dst_name: str, *, ours: bool, level: str | None) -> bool:
+def _owned(st: os.stat_result, owners: OwnerMap | None) -> tuple[int, int]:
+    return (st.st_uid, st.st_gid) if owners is None else (owners(st.st_uid), owners(st.st_gid))
+
+
+def _put(
+    src_fd: int,
+    name: str,
+    dst_fd: int,
+    dst_name: str,
+    *,
+    ours: bool,
+    level: str | None,
+    owners: OwnerMap | None = None,
+) -> bool:
     """Make dst_fd/dst_name a copy of src_fd/name (file, link, or a directory's owner and mode only).
 
     A file or link is written under a temporary name and renamed into place. In a tree that is not ours
@@ -404,7 +438,7 @@ def _put(src_fd: int, name: str, dst_fd: int, dst_name: str, *, ours: bool, leve
         if fd is None:
             raise SandboxError(f"{dst_name} changed while it was being written")
         try:
-            _set_meta(fd, src)
+            _set_meta(fd, src, owners)
         finally:
             os.close(fd)
         if created:
@@ -418,7 +452,7 @@ def _put(src_fd: int, name: str, dst_fd: int, dst_name: str, *, ours: bool, leve
     _discard(dst_fd, tmp)
     if stat.S_ISLNK(src.st_mode):
         os.symlink(os.readlink(name, dir_fd=src_fd), tmp, dir_fd=dst_fd)
-        os.chown(tmp, src.st_uid, src.st_gid, dir_fd=dst_fd, follow_symlinks=False)
+        os.chown(tmp, *_owned(src, owners), dir_fd=dst_fd, follow_symlinks=False)
         os.utime(tmp, ns=(src.st_atime_ns, src.st_mtime_ns), dir_fd=dst_fd, follow_symlinks=False)
     else:
         in_fd = os.open(name, _READ_FLAGS, dir_fd=src_fd)
@@ -430,7 +464,7 @@ def _put(src_fd: int, name: str, dst_fd: int, dst_name: str, *, ours: bool, leve
             try:
                 while chunk := os.read(in_fd, 1 << 20):
                     os.write(out_fd, chunk)
-                _set_meta(out_fd, src)
+                _set_meta(out_fd, src, owners)
                 os.fsync(out_fd)
             finally:
                 os.close(out_fd)
@@ -504,7 +538,7 @@ def _apply_step(plan: MergePlan, step: _Step, actions: dict[str, Action], level:
             pfd = _parent_fd(plan.sandbox, step.rel, create=False)
             if pfd is not None:
                 try:
-                    ok = _sandbox_step(plan.host, step, pfd, name, level)
+                    ok = _sandbox_step(plan, step, pfd, name, level)
                 finally:
                     os.close(pfd)
             if not ok:
@@ -532,17 +566,18 @@ def _apply_step(plan: MergePlan, step: _Step, actions: dict[str, Action], level:
         ) from exc
 
 
-def _sandbox_step(host: Path, step: _Step, pfd: int, name: str, level: str | None) -> bool:
-    if step.op is _Op.TAKE and _node_at(pfd, name) != step.before:
+def _sandbox_step(plan: MergePlan, step: _Step, pfd: int, name: str, level: str | None) -> bool:
+    if step.op is _Op.TAKE and _node_at(pfd, name, plan.ids) != step.before:
         return False  # the sandbox changed it since the plan was made: keep the sandbox's
     if step.host is None:
         return _remove(pfd, name, ours=False)
-    hfd = _parent_fd(host, step.rel, create=False)
+    hfd = _parent_fd(plan.host, step.rel, create=False)
     if hfd is None:
         raise FileNotFoundError(errno.ENOENT, "no such directory on the host", "/" + step.rel)
     try:
         target = name + HOSTNEW_SUFFIX if step.op is _Op.HOSTNEW else name
-        return _put(hfd, name, pfd, target, ours=False, level=level)
+        owners = plan.ids.to_host if plan.ids else None
+        return _put(hfd, name, pfd, target, ours=False, level=level, owners=owners)
     finally:
         os.close(hfd)
 

@@ -1,0 +1,181 @@
+"""The isolation model in unit-file terms: what a sandbox with its own user namespace looks like.
+
+A sandbox whose spec has an ID range (``id_base``) runs every command through the launcher
+(launcher.py): systemd starts it as the sandbox's host account (``sb-NAME``, host ID BASE) with just the
+capabilities needed to enter a user namespace of the sandbox's own, and the launcher then runs the
+command as the sandbox's root, or its service user, inside that namespace.  What the wrapped unit or the
+profile restricts moves with it: the capability bounding set the service may have is applied by the
+launcher inside the namespace, and so is the ban on creating further namespaces.
+
+Pure: spec in, values out (render.py puts them into the unit).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from .identity import account_name
+from .network.model import NetworkMode
+from .spec import Directive, ExecCommand, ExecFlag, Kind, SandboxSpec, ServiceType
+
+PYTHON = "/usr/bin/python3"
+LAUNCHER_DIR = "/.sandbox-service"  # inside the sandbox; owned by host root, the sandbox cannot write it
+LAUNCHER = f"{LAUNCHER_DIR}/launch"
+LAUNCH_SETTINGS = f"{LAUNCHER_DIR}/launch.json"
+LAUNCH_SETTINGS_VERSION = 1
+
+# Environment variables that make the dynamic loader or libc read files the caller names: glibc ignores
+# them for setuid programs (its "unsecure" list).  The launcher starts as the sandbox's host account with
+# capabilities on the host, and EnvironmentFile= files live in the sandbox's own /etc, so they are
+# removed from every command's environment.
+LOADER_VARIABLES = (
+    "GCONV_PATH", "GETCONF_DIR", "GLIBC_TUNABLES", "HOSTALIASES", "LD_AUDIT", "LD_DEBUG", "LD_DEBUG_OUTPUT",
+    "LD_DYNAMIC_WEAK", "LD_HWCAP_MASK", "LD_LIBRARY_PATH", "LD_ORIGIN_PATH", "LD_PRELOAD", "LD_PROFILE",
+    "LD_SHOW_AUXV", "LD_USE_LOAD_BIAS", "LOCALDOMAIN", "LOCPATH", "MALLOC_TRACE", "NIS_PATH", "NLSPATH",
+    "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR", "TZDIR",
+)  # fmt: skip
+
+# The loader's own files, which it reads before the launcher's first line runs: the host's cache bound
+# read-only over the sandbox's copy, and no preload list.  Both are mount points in every process of the
+# sandbox, so its root can neither replace nor rename them, and "/" itself belongs to the host.
+LOADER_BINDS = (("/etc/ld.so.cache", "/etc/ld.so.cache"), ("/dev/null", "/etc/ld.so.preload"))
+
+# Commands that run while the service's main process lives join its namespaces (same view as the
+# daemon: `ps` shows its processes, a PID file names a process it can see).
+_JOINING = frozenset({"ExecStartPost", "ExecReload", "ExecStop", "ExecStopPost"})
+
+_DIRECTORY_KINDS = (
+    ("runtime", "/run"),
+    ("state", "/var/lib"),
+    ("cache", "/var/cache"),
+    ("logs", "/var/log"),
+    ("configuration", "/etc"),
+)
+
+
+def uses_user_namespace(spec: SandboxSpec) -> bool:
+    return spec.id_base is not None and spec.kind is not Kind.CHROOT
+
+
+def private_network(spec: SandboxSpec) -> bool:
+    return spec.network.mode in (NetworkMode.NONE, NetworkMode.BRIDGE)
+
+
+def entry_capabilities(spec: SandboxSpec) -> tuple[str, ...]:
+    """What the launcher needs on the host before it enters the namespace: CAP_SETUID/CAP_SETGID to have
+    the ID map written, CAP_NET_ADMIN to let the sandbox's root bind ports below 1024 in its own network
+    namespace (never the host's)."""
+    caps = ["CAP_SETGID", "CAP_SETUID"]
+    if private_network(spec):
+        caps.append("CAP_NET_ADMIN")
+    return tuple(sorted(caps))
+
+
+def wrap(key: str, cmd: ExecCommand) -> ExecCommand:
+    """An Exec*= command as it runs through the launcher; its prefixes stay on the line."""
+    options: list[str] = []
+    if ExecFlag.NO_SETUID in cmd.flags:
+        options.append("--as-root")  # '!': systemd would not have switched users for it
+    if key in _JOINING:
+        options.append("--join-main")
+    flags = tuple(f for f in cmd.flags if f is not ExecFlag.NO_SETUID)
+    argv = (PYTHON, "-I", "-S", "-B", LAUNCHER, *options, "--", cmd.path, *cmd.argv)
+    return ExecCommand(path=PYTHON, argv=argv, flags=flags, expand_env=cmd.expand_env)
+
+
+def _restricts_namespaces(spec: SandboxSpec) -> bool:
+    return any(
+        d.key == "RestrictNamespaces" and d.value not in ("no", "false", "") for d in spec.security.directives
+    )
+
+
+def _bounding_set(spec: SandboxSpec) -> tuple[str, ...] | None:
+    """The bounding set the profile resolved for the service (None: unrestricted)."""
+    values = [d.value for d in spec.security.directives if d.key == "CapabilityBoundingSet"]
+    if not values:
+        return None
+    return tuple(values[-1].split())
+
+
+@dataclass(frozen=True)
+class UnitPlan:
+    """What the user-namespace model puts into sandbox-NAME.service instead of the plain lines."""
+
+    identity: tuple[tuple[str, str], ...]  # User=, Group=, AmbientCapabilities= of the launcher
+    directives: tuple[Directive, ...]  # the profile's directives, adapted
+    readonly_binds: tuple[tuple[str, str], ...]
+    unset_environment: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+def unit_plan(spec: SandboxSpec) -> UnitPlan:
+    assert spec.id_base is not None
+    account = account_name(spec.name)
+    caps = " ".join(entry_capabilities(spec))
+    notes = []
+    directives: list[Directive] = []
+    for d in spec.security.directives:
+        if d.key == "CapabilityBoundingSet":
+            continue  # applied inside by the launcher; the unit's own set is the launcher's
+        if d.key == "PrivateUsers":
+            notes.append("PrivateUsers= left to the sandbox's own user namespace, which maps a private range")
+            continue
+        if d.key == "ProtectKernelTunables" and private_network(spec):
+            notes.append(
+                "ProtectKernelTunables= off so the launcher can allow ports below 1024 in the sandbox's "
+                "network namespace; kernel tunables stay read-only to the sandbox, whose IDs own none"
+            )
+            continue
+        if d.key == "RestrictNamespaces" and d.value not in ("no", "false", ""):
+            directives.append(Directive(d.key, "user mnt"))  # the launcher's; it forbids any after it
+            continue
+        directives.append(d)
+    directives.append(Directive("CapabilityBoundingSet", caps))
+    return UnitPlan(
+        identity=(("User", account), ("Group", account), ("AmbientCapabilities", caps)),
+        directives=tuple(directives),
+        readonly_binds=LOADER_BINDS,
+        unset_environment=LOADER_VARIABLES,
+        notes=tuple(notes),
+    )
+
+
+def _directories(spec: SandboxSpec) -> list[dict[str, object]]:
+    svc = spec.service
+    by_kind = {
+        "runtime": svc.runtime_directories,
+        "state": svc.state_directories,
+        "cache": svc.cache_directories,
+        "logs": svc.logs_directories,
+        "configuration": svc.configuration_directories,
+    }
+    out: list[dict[str, object]] = []
+    for kind, top in _DIRECTORY_KINDS:
+        for rel in by_kind[kind]:
+            out.append({"kind": kind, "path": f"{top}/{rel}", "mode": 0o755})
+    return out
+
+
+def launch_settings(spec: SandboxSpec) -> str:
+    """The launcher's launch.json for this sandbox."""
+    assert spec.id_base is not None
+    svc = spec.service
+    data = {
+        "version": LAUNCH_SETTINGS_VERSION,
+        "id_base": spec.id_base,
+        "user": svc.user,
+        "group": svc.group,
+        "supplementary_groups": list(svc.supplementary_groups),
+        "bounding": None if (caps := _bounding_set(spec)) is None else list(caps),
+        "ambient": list(svc.ambient_capabilities),
+        "directories": _directories(spec),
+        "unprivileged_ports": private_network(spec),
+        "forbid_namespaces": _restricts_namespaces(spec),
+        "unit_environment": sorted({var.name for var in svc.environment}),
+    }
+    return json.dumps(data, indent=2) + "\n"
+
+
+def needs_notify_socket(spec: SandboxSpec) -> bool:
+    return spec.service.type is ServiceType.NOTIFY

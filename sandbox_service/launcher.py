@@ -1,0 +1,548 @@
+"""The sandbox launcher: every command of a sandbox passes through it on its way in.
+
+systemd starts each Exec*= command of a sandbox as root inside the sandbox's own root, network and IPC
+namespaces, with seccomp and NoNewPrivileges already applied.  This script, run there by the host's
+/usr/bin/python3, finishes the job in two phases:
+
+1. As host root (trusted): give the process a user namespace of its own that maps the sandbox's private
+   ID range (inner 0..65535 to host BASE..BASE+65535), together with a mount namespace owned by it.  A
+   helper process that stays outside writes the ID maps, which needs CAP_SETUID/CAP_SETGID there.
+2. As the sandbox's root (an unprivileged host ID with capabilities only inside its own namespace):
+   create the service's directories, drop the capabilities the wrapped unit does not need, forbid
+   further namespaces, switch to the service's user and exec the command.
+
+The sandbox's root can then neither signal, trace nor open /proc entries of any process outside its
+sandbox (they run under other IDs, in other user namespaces), and a PID file it writes is not owned by
+root, so systemd never adopts a process outside the sandbox's cgroup through it.
+
+This file is copied into each sandbox (``/.sandbox-service/launch``, owned by host root in a directory
+the sandbox cannot write) next to ``launch.json``, its settings.  It must therefore stand alone: the
+Python standard library only, nothing from the rest of the package, and Python 3.9 syntax.  It reads
+nothing from the sandbox while it is still host root, so files the sandbox controls cannot steer it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import struct
+import sys
+from typing import NoReturn
+
+CONFIG = "/.sandbox-service/launch.json"
+CONFIG_VERSION = 1
+ID_COUNT = 65536
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWTIME = 0x00000080
+NAMESPACE_FLAGS = (
+    CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID
+    | CLONE_NEWNET | CLONE_NEWTIME
+)  # fmt: skip
+
+PR_SET_KEEPCAPS = 8
+PR_SET_SECCOMP = 22
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+SECCOMP_MODE_FILTER = 2
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+# systemd's exit statuses for the same failures (systemd.exec(5)), so that `systemctl status` and our
+# diagnosis read them the same way.
+EXIT_EXEC = 203
+EXIT_GROUP = 216
+EXIT_USER = 217
+EXIT_CAPABILITIES = 218
+EXIT_SECCOMP = 228
+EXIT_NAMESPACE = 226
+EXIT_CONFIG = 210  # "CHROOT" in systemd's table; here: the launcher's own settings are unusable
+
+# Linux capability numbers (linux/capability.h)
+CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+    "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+)  # fmt: skip
+
+# (audit arch, syscall numbers of unshare, clone, clone3, setns, and a mask applied to the number first)
+# for the nested-namespace filter; other architectures run without it (systemd's own filter still applies).
+SECCOMP_ARCHES = {
+    "x86_64": (0xC000003E, 272, 56, 435, 308, 0xBFFFFFFF),  # the mask folds x32's numbers onto x86-64's
+    "aarch64": (0xC00000B7, 97, 220, 435, 268, 0xFFFFFFFF),
+}
+
+# What systemd sets for the account it runs us as (the sandbox's host account): replaced by the service
+# user's, or dropped when the wrapped unit names no user, unless the unit sets them itself.
+ACCOUNT_VARIABLES = frozenset({"USER", "LOGNAME", "HOME", "SHELL"})
+
+DIRECTORY_ENV = {
+    "runtime": "RUNTIME_DIRECTORY",
+    "state": "STATE_DIRECTORY",
+    "cache": "CACHE_DIRECTORY",
+    "logs": "LOGS_DIRECTORY",
+    "configuration": "CONFIGURATION_DIRECTORY",
+}
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class LaunchError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def fail(status: int, message: str) -> NoReturn:
+    raise LaunchError(status, message)
+
+
+def _check(result: int, status: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        fail(status, f"{what}: {os.strerror(err)}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Settings
+
+
+class Settings:
+    """launch.json, validated before anything is done with it."""
+
+    def __init__(self, data: object) -> None:
+        if not isinstance(data, dict) or data.get("version") != CONFIG_VERSION:
+            fail(EXIT_CONFIG, f"{CONFIG}: expected a JSON object with version {CONFIG_VERSION}")
+        self.id_base = _int(data, "id_base")
+        if self.id_base <= 0 or self.id_base % ID_COUNT or self.id_base + ID_COUNT > 2**31:
+            fail(EXIT_CONFIG, f"{CONFIG}: id_base {self.id_base} is not a valid ID range")
+        self.user = _opt_str(data, "user")
+        self.group = _opt_str(data, "group")
+        self.supplementary_groups = _str_list(data, "supplementary_groups")
+        bounding = data.get("bounding")
+        self.bounding = None if bounding is None else _caps(_str_list(data, "bounding"))
+        self.ambient = _caps(_str_list(data, "ambient"))
+        self.unprivileged_ports = bool(data.get("unprivileged_ports", False))
+        self.forbid_namespaces = bool(data.get("forbid_namespaces", True))
+        self.unit_environment = set(_str_list(data, "unit_environment"))
+        self.directories: list[tuple[str, str, int]] = []
+        for entry in data.get("directories", []):
+            if not isinstance(entry, dict):
+                fail(EXIT_CONFIG, f"{CONFIG}: a directory entry is not an object")
+            kind, path, mode = entry.get("kind"), entry.get("path"), entry.get("mode")
+            if kind not in DIRECTORY_ENV or not isinstance(path, str) or not path.startswith("/"):
+                fail(EXIT_CONFIG, f"{CONFIG}: invalid directory entry {entry!r}")
+            if not isinstance(mode, int) or not 0 <= mode <= 0o7777:
+                fail(EXIT_CONFIG, f"{CONFIG}: invalid mode in {entry!r}")
+            self.directories.append((kind, path, mode))
+
+
+def _int(data: dict[str, object], key: str) -> int:
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        fail(EXIT_CONFIG, f"{CONFIG}: {key} is not an integer")
+    return value
+
+
+def _opt_str(data: dict[str, object], key: str) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        fail(EXIT_CONFIG, f"{CONFIG}: {key} is not a string")
+    return value
+
+
+def _str_list(data: dict[str, object], key: str) -> list[str]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        fail(EXIT_CONFIG, f"{CONFIG}: {key} is not a list of strings")
+    return list(value)
+
+
+def _caps(names: list[str]) -> set[int]:
+    out = set()
+    for name in names:
+        if name not in CAPABILITIES:
+            fail(EXIT_CONFIG, f"{CONFIG}: unknown capability {name!r}")
+        out.add(CAPABILITIES.index(name))
+    return out
+
+
+def load_settings() -> Settings:
+    # Owned by host root in a directory the sandbox cannot write: read while still host root.
+    try:
+        with open(CONFIG, encoding="utf-8") as f:
+            return Settings(json.load(f))
+    except (OSError, ValueError) as exc:
+        fail(EXIT_CONFIG, f"cannot read {CONFIG}: {exc}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Phase 1: host root
+
+
+def allow_unprivileged_ports() -> None:
+    """In the sandbox's private network namespace, let its root (an unprivileged host ID) bind ports
+    below 1024, as a root daemon expects to.  The setting belongs to that namespace alone."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", "w") as f:
+            f.write("0")
+    except OSError as exc:
+        fail(EXIT_NAMESPACE, f"cannot allow ports below 1024 in the sandbox's network namespace: {exc}")
+
+
+def _write_proc(pid: int, name: str, text: str) -> None:
+    fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def enter_new_namespaces(id_base: int) -> None:
+    """unshare() a user and a mount namespace; a child still outside writes the ID maps."""
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    parent = os.getpid()
+    child = os.fork()
+    if child == 0:
+        os.close(ready_w)
+        os.close(done_r)
+        status = 0
+        try:
+            if os.read(ready_r, 1) == b"u":
+                mapping = f"0 {id_base} {ID_COUNT}\n"
+                _write_proc(parent, "uid_map", mapping)
+                _write_proc(parent, "gid_map", mapping)
+                os.write(done_w, b"m")
+        except OSError as exc:
+            print(f"sandbox-service launcher: cannot write the ID map: {exc}", file=sys.stderr)
+            status = 1
+        os._exit(status)
+    os.close(ready_r)
+    os.close(done_w)
+    result = _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS)
+    err = ctypes.get_errno()
+    os.write(ready_w, b"u" if result == 0 else b"x")
+    os.close(ready_w)
+    mapped = os.read(done_r, 1) == b"m"
+    os.close(done_r)
+    os.waitpid(child, 0)
+    if result != 0:
+        fail(EXIT_NAMESPACE, f"cannot create the sandbox's user namespace: {os.strerror(err)}")
+    if not mapped:
+        fail(EXIT_NAMESPACE, "the sandbox's ID map could not be written")
+
+
+def join_namespaces(pid: int, id_base: int, *, optional: bool = False) -> bool:
+    """Enter the user and mount namespace of a process of the same sandbox (execute, connect, reload).
+    With `optional`, a process that is gone is no error: False, and nothing was done."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError as exc:
+        if optional and exc.errno == errno.ESRCH:
+            return False
+        fail(EXIT_NAMESPACE, f"cannot find process {pid} of the sandbox: {exc.strerror}")
+    try:
+        user_fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        mnt_fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        # Still the same process (its PID was not reused meanwhile): the pidfd can still signal it.
+        if _libc.syscall(424, pidfd, 0, None, 0) != 0:  # pidfd_send_signal(pidfd, 0)
+            fail(EXIT_NAMESPACE, f"process {pid} of the sandbox went away")
+    except OSError as exc:
+        fail(EXIT_NAMESPACE, f"cannot open the namespaces of process {pid}: {exc.strerror}")
+    finally:
+        os.close(pidfd)
+    _check(_libc.setns(user_fd, CLONE_NEWUSER), EXIT_NAMESPACE, "cannot join the sandbox's user namespace")
+    with open("/proc/self/uid_map", encoding="ascii") as f:
+        fields = f.read().split()
+    if fields != ["0", str(id_base), str(ID_COUNT)]:
+        fail(EXIT_NAMESPACE, f"process {pid} does not belong to this sandbox (ID map {' '.join(fields)})")
+    become_root_inside()
+    _check(_libc.setns(mnt_fd, CLONE_NEWNS), EXIT_NAMESPACE, "cannot join the sandbox's mount namespace")
+    os.close(user_fd)
+    os.close(mnt_fd)
+    return True
+
+
+def become_root_inside() -> None:
+    """Be the sandbox's root (host ID BASE) with its capabilities in the namespace.  systemd started us as
+    host ID BASE, which the map makes 0: usually nothing is left to do, and then no set*id() call is
+    made at all (profiles may forbid them)."""
+    if os.getgroups():
+        os.setgroups([])
+    if os.getresgid() != (0, 0, 0):
+        os.setresgid(0, 0, 0)
+    if os.getresuid() != (0, 0, 0):
+        os.setresuid(0, 0, 0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Phase 2: the sandbox's root
+
+
+class Account:
+    def __init__(self, uid: int, gid: int, groups: list[int], home: str, shell: str, name: str) -> None:
+        self.uid, self.gid, self.groups = uid, gid, groups
+        self.home, self.shell, self.name = home, shell, name
+
+
+def _table(path: str) -> list[list[str]]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
+    except OSError:
+        return []
+
+
+def _find(rows: list[list[str]], name: str, min_fields: int) -> list[str] | None:
+    for row in rows:
+        if len(row) >= min_fields and (row[0] == name or (name.isdigit() and row[2] == name)):
+            return row
+    return None
+
+
+def resolve_account(settings: Settings) -> Account | None:
+    """User=, Group= and SupplementaryGroups= resolved in the sandbox's own /etc (read as its root)."""
+    if settings.user is None and settings.group is None and not settings.supplementary_groups:
+        return None
+    passwd, group = _table("/etc/passwd"), _table("/etc/group")
+    name, uid, gid, home, shell = "root", 0, 0, "/root", "/bin/sh"
+    if settings.user is not None:
+        row = _find(passwd, settings.user, 7)
+        if row is not None:
+            name, uid, gid, home, shell = row[0], int(row[2]), int(row[3]), row[5], row[6]
+        elif settings.user.isdigit():
+            name, uid, gid, home, shell = (
+                settings.user,
+                int(settings.user),
+                int(settings.user),
+                "/",
+                "/bin/sh",
+            )
+        else:
+            fail(EXIT_USER, f"user {settings.user!r} is not in the sandbox's /etc/passwd")
+    if settings.group is not None:
+        row = _find(group, settings.group, 3)
+        if row is not None:
+            gid = int(row[2])
+        elif settings.group.isdigit():
+            gid = int(settings.group)
+        else:
+            fail(EXIT_GROUP, f"group {settings.group!r} is not in the sandbox's /etc/group")
+    groups = []
+    if settings.user is not None:  # initgroups(): the groups that list the user as a member
+        groups = [int(row[2]) for row in group if len(row) >= 4 and name in row[3].split(",")]
+    for extra in settings.supplementary_groups:
+        row = _find(group, extra, 3)
+        if row is None and not extra.isdigit():
+            fail(EXIT_GROUP, f"group {extra!r} is not in the sandbox's /etc/group")
+        groups.append(int(row[2]) if row is not None else int(extra))
+    for value in (uid, gid, *groups):
+        if not 0 <= value < ID_COUNT:
+            fail(EXIT_USER, f"ID {value} is outside the sandbox's ID range (0-{ID_COUNT - 1})")
+    return Account(uid, gid, sorted(set(groups)), home, shell, name)
+
+
+def make_directories(settings: Settings, account: Account | None) -> dict[str, str]:
+    """StateDirectory= and friends, as systemd makes them: created if missing and owned by the service's
+    user (configuration directories stay root's).  Returns the $*_DIRECTORY variables."""
+    env: dict[str, list[str]] = {}
+    for kind, path, mode in settings.directories:
+        try:
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            st = os.lstat(path)
+            if (
+                kind != "configuration"
+                and account is not None
+                and (st.st_uid, st.st_gid)
+                != (
+                    account.uid,
+                    account.gid,
+                )
+            ):
+                _chown_tree(path, account.uid, account.gid)
+            os.chmod(path, mode)
+        except OSError as exc:
+            fail(EXIT_NAMESPACE, f"cannot prepare {path}: {exc.strerror}")
+        env.setdefault(DIRECTORY_ENV[kind], []).append(path)
+    return {key: ":".join(paths) for key, paths in env.items()}
+
+
+def _chown_tree(top: str, uid: int, gid: int) -> None:
+    os.lchown(top, uid, gid)
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+        for entry in (*dirnames, *filenames):
+            os.lchown(os.path.join(dirpath, entry), uid, gid)
+
+
+def drop_bounding_set(keep: set[int]) -> None:
+    with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as f:
+        last = int(f.read())
+    for cap in range(last + 1):
+        if cap not in keep:
+            _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), EXIT_CAPABILITIES, "cannot drop a capability")
+
+
+def _bpf(code: int, jt: int, jf: int, k: int) -> bytes:
+    return struct.pack("=HBBI", code, jt, jf, k)
+
+
+def forbid_namespaces() -> None:
+    """A seccomp filter against new namespaces: systemd had to allow user and mount namespaces for
+    phase 1, the service itself needs none.  clone3() answers ENOSYS so that libc falls back to clone(),
+    whose flags a filter can see."""
+    arch = SECCOMP_ARCHES.get(os.uname().machine)
+    if arch is None:
+        return
+    audit_arch, nr_unshare, nr_clone, nr_clone3, nr_setns, mask = arch
+    ld_w_abs, jeq_k, jset_k, ret_k, alu_and_k = 0x20, 0x15, 0x45, 0x06, 0x54
+    allow, eperm, enosys = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38
+    prog = [
+        _bpf(ld_w_abs, 0, 0, 4),  # arch
+        _bpf(jeq_k, 1, 0, audit_arch),
+        _bpf(ret_k, 0, 0, allow),  # another ABI: systemd's SystemCallArchitectures= decides
+        _bpf(ld_w_abs, 0, 0, 0),  # syscall number
+        _bpf(alu_and_k, 0, 0, mask),
+        _bpf(jeq_k, 5, 0, nr_setns),
+        _bpf(jeq_k, 5, 0, nr_clone3),
+        _bpf(jeq_k, 1, 0, nr_unshare),
+        _bpf(jeq_k, 0, 4, nr_clone),
+        _bpf(ld_w_abs, 0, 0, 16),  # flags: the low half of the first argument
+        _bpf(jset_k, 0, 2, NAMESPACE_FLAGS),
+        _bpf(ret_k, 0, 0, eperm),  # setns, or a namespace flag
+        _bpf(ret_k, 0, 0, enosys),  # clone3
+        _bpf(ret_k, 0, 0, allow),
+    ]
+    code = b"".join(prog)
+    buf = ctypes.create_string_buffer(code, len(code))
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = SockFprog(len(prog), ctypes.addressof(buf))
+    _check(
+        _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0),
+        EXIT_SECCOMP,
+        "cannot install the namespace filter",
+    )
+
+
+def _capset(caps: set[int]) -> None:
+    """Effective, permitted and inheritable sets all = `caps` (the ambient set needs all three)."""
+    header = struct.pack("=Ii", LINUX_CAPABILITY_VERSION_3, 0)
+    words = []
+    for word in (0, 1):
+        bits = sum(1 << (cap % 32) for cap in caps if cap // 32 == word)
+        words.append(struct.pack("=III", bits, bits, bits))
+    hdr = ctypes.create_string_buffer(header, len(header))
+    data = ctypes.create_string_buffer(b"".join(words), 24)
+    _check(_libc.capset(hdr, data), EXIT_CAPABILITIES, "cannot set capabilities")
+
+
+def switch_user(account: Account, ambient: set[int]) -> None:
+    try:
+        os.setgroups(account.groups)
+        os.setresgid(account.gid, account.gid, account.gid)
+        if ambient and account.uid != 0:
+            _check(_libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), EXIT_CAPABILITIES, "cannot keep capabilities")
+        os.setresuid(account.uid, account.uid, account.uid)
+    except OSError as exc:
+        fail(EXIT_USER, f"cannot switch to user {account.name}: {exc.strerror}")
+    if ambient and account.uid != 0:
+        _capset(ambient)
+        for cap in sorted(ambient):
+            _check(
+                _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0),
+                EXIT_CAPABILITIES,
+                f"cannot raise {CAPABILITIES[cap]}",
+            )
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+class Command:
+    """The launcher's own arguments: [--as-root] [--join PID|--join-main] -- PATH ARGV0 [ARGS...]"""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.as_root = False  # the wrapped line had '!' or '+': no user switch
+        self.full_caps = False  # '+': keep every capability of the sandbox's root
+        self.join: int | None = None
+        self.join_optional = False  # --join-main: the main process may be gone (ExecStopPost)
+        rest = list(argv)
+        while rest and rest[0] != "--":
+            opt = rest.pop(0)
+            if opt == "--as-root":
+                self.as_root = True
+            elif opt == "--privileged":
+                self.as_root = self.full_caps = True
+            elif opt == "--join-main":
+                main = os.environ.get("MAINPID", "")
+                self.join = int(main) if main.isdigit() and int(main) > 0 else None
+                self.join_optional = True
+            elif opt == "--join" and rest and rest[0].isdigit():
+                self.join = int(rest.pop(0))
+            else:
+                fail(EXIT_CONFIG, f"unknown launcher option {opt!r}")
+        if len(rest) < 3 or not rest[1]:
+            fail(EXIT_CONFIG, "usage: launch [OPTIONS] -- PATH ARGV0 [ARGS...]")
+        self.path = rest[1]
+        self.argv = rest[2:]
+
+
+def launch(argv: list[str]) -> NoReturn:
+    command = Command(argv)
+    settings = load_settings()
+    joined = command.join is not None and join_namespaces(
+        command.join, settings.id_base, optional=command.join_optional
+    )
+    if not joined:
+        if settings.unprivileged_ports:
+            allow_unprivileged_ports()
+        enter_new_namespaces(settings.id_base)
+        become_root_inside()
+    # From here on the process is the sandbox's root: whatever it reads can only hurt the sandbox itself.
+    service_account = resolve_account(settings)
+    account = None if command.as_root else service_account
+    env = {
+        k: v for k, v in os.environ.items() if k not in ACCOUNT_VARIABLES or k in settings.unit_environment
+    }
+    env.update(make_directories(settings, service_account))
+    if settings.bounding is not None and not command.full_caps:
+        drop_bounding_set(settings.bounding | settings.ambient)
+    if settings.forbid_namespaces:
+        forbid_namespaces()
+    if account is not None:
+        switch_user(account, settings.ambient)
+        env.update(HOME=account.home, USER=account.name, LOGNAME=account.name, SHELL=account.shell)
+    try:
+        if "/" in command.path:
+            os.execve(command.path, command.argv, env)
+        os.execvpe(command.path, command.argv, env)  # a command typed for execute: looked up in $PATH
+    except OSError as exc:
+        fail(EXIT_EXEC, f"cannot execute {command.path}: {exc.strerror}")
+
+
+def main() -> None:
+    try:
+        launch(sys.argv[1:])
+    except LaunchError as exc:
+        print(f"sandbox-service launcher: {exc}", file=sys.stderr)
+        sys.exit(exc.status)
+
+
+if __name__ == "__main__":
+    main()
