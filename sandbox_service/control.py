@@ -6,6 +6,7 @@ it handles.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -19,7 +20,7 @@ from .install import Transaction, enable_offline, remove_enable_links, remove_un
 from .journal import tail
 from .network.model import describe as describe_network
 from .network.units import publish_units
-from .paths import SPEC_FILE_NAME, Layout, service_unit, slice_unit, unit_base
+from .paths import SPEC_FILE_NAME, Layout, runtime_dir_path, service_unit, slice_unit, unit_base
 from .run import run_interactive
 from .spec import SandboxSpec, check_name
 from .systemd import Systemd, systemd_running
@@ -215,6 +216,10 @@ def delete(layout: Layout, names: Sequence[str], keep_data: bool = False) -> lis
             if s.id_base is not None:  # the same for the ID range: no file is owned by it any more
                 identity.remove_account(layout, s.name)
                 ids.release(s.name)
+    for s in specs:
+        # systemd leaves the empty mount point of the sandbox's /run behind when it unmounts it
+        with contextlib.suppress(OSError):
+            layout.host(runtime_dir_path(s.name)).rmdir()
     return removed
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from . import security
 from .identity import account_name
 from .network.model import NetworkMode
 from .spec import Directive, ExecCommand, ExecFlag, Kind, SandboxSpec, ServiceType
@@ -62,12 +63,17 @@ def private_network(spec: SandboxSpec) -> bool:
     return spec.network.mode in (NetworkMode.NONE, NetworkMode.BRIDGE)
 
 
+def opens_low_ports(spec: SandboxSpec) -> bool:
+    """Whether the launcher lets the sandbox's root bind ports below 1024: in a network namespace of the
+    sandbox's own (never the host's), when its profile leaves it IP sockets."""
+    return private_network(spec) and security.allows_ip(spec.security.directives)
+
+
 def entry_capabilities(spec: SandboxSpec) -> tuple[str, ...]:
     """What the launcher needs on the host before it enters the namespace: CAP_SETUID/CAP_SETGID to have
-    the ID map written, CAP_NET_ADMIN to let the sandbox's root bind ports below 1024 in its own network
-    namespace (never the host's)."""
+    the ID map written, CAP_NET_ADMIN for the port setting of opens_low_ports()."""
     caps = ["CAP_SETGID", "CAP_SETUID"]
-    if private_network(spec):
+    if opens_low_ports(spec):
         caps.append("CAP_NET_ADMIN")
     return tuple(sorted(caps))
 
@@ -121,7 +127,7 @@ def unit_plan(spec: SandboxSpec) -> UnitPlan:
         if d.key == "PrivateUsers":
             notes.append("PrivateUsers= left to the sandbox's own user namespace, which maps a private range")
             continue
-        if d.key == "ProtectKernelTunables" and private_network(spec):
+        if d.key == "ProtectKernelTunables" and opens_low_ports(spec):
             notes.append(
                 "ProtectKernelTunables= off so the launcher can allow ports below 1024 in the sandbox's "
                 "network namespace; kernel tunables stay read-only to the sandbox, whose IDs own none"
@@ -170,7 +176,7 @@ def launch_settings(spec: SandboxSpec) -> str:
         "bounding": None if (caps := _bounding_set(spec)) is None else list(caps),
         "ambient": list(svc.ambient_capabilities),
         "directories": _directories(spec),
-        "unprivileged_ports": private_network(spec),
+        "unprivileged_ports": opens_low_ports(spec),
         "forbid_namespaces": _restricts_namespaces(spec),
         "unit_environment": sorted({var.name for var in svc.environment}),
     }

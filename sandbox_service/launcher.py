@@ -281,7 +281,7 @@ def become_root_inside() -> None:
     """Be the sandbox's root (host ID BASE) with its capabilities in the namespace.  systemd started us as
     host ID BASE, which the map makes 0: usually nothing is left to do, and then no set*id() call is
     made at all (profiles may forbid them)."""
-    if os.getgroups():
+    if set(os.getgroups()) - {0}:  # systemd's initgroups() for the host account gives its own group only
         os.setgroups([])
     if os.getresgid() != (0, 0, 0):
         os.setresgid(0, 0, 0)

@@ -41,11 +41,28 @@ ROOT_DAEMON_CAPS = (
 SERVICE_FAMILIES = "AF_UNIX AF_INET AF_INET6"
 
 
+# Values a profile may leave for create to derive from the wrapped service (resolve()).
+PLACEHOLDERS = {"CapabilityBoundingSet": "@wrapped", "RestrictAddressFamilies": "@service"}
+
+
+@dataclass(frozen=True)
+class ProfileLine:
+    """One line of a profile file: a hardening directive, or a placeholder resolved per service."""
+
+    key: str
+    value: str
+
+    def __post_init__(self) -> None:
+        check_text(f"value of {self.key}", self.value)
+        if PLACEHOLDERS.get(self.key) != self.value:
+            directives.check_value(self.key, self.value)
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
     path: Path
-    directives: tuple[Directive, ...]
+    directives: tuple[ProfileLine, ...]
 
 
 @dataclass(frozen=True)
@@ -75,7 +92,7 @@ def load_profile(name: str, admin_dir: Path = ADMIN_PROFILES) -> Profile:
     raise NotFound(f"no profile named {name!r}", f"profiles: {', '.join(profile_names(admin_dir))}")
 
 
-def parse_profile(text: str, where: str) -> tuple[Directive, ...]:
+def parse_profile(text: str, where: str) -> tuple[ProfileLine, ...]:
     out = []
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -88,9 +105,25 @@ def parse_profile(text: str, where: str) -> tuple[Directive, ...]:
                 f"{where}:{lineno}: {key or line!r} is not a directive sandbox-service knows",
                 "profiles may use the directives listed in sandbox_service/directives.py",
             )
-        check_text(f"{where}:{lineno}", value)
-        out.append(Directive(key, value))
+        try:
+            out.append(ProfileLine(key, value))
+        except InvalidInput as exc:
+            raise InvalidInput(f"{where}:{lineno}: {exc.message}", exc.hint) from None
     return tuple(out)
+
+
+def allowed_families(directives: tuple[Directive, ...]) -> frozenset[str] | None:
+    """The socket families a RestrictAddressFamilies= allow list leaves (None: not restricted that way)."""
+    allowed: frozenset[str] | None = None
+    for d in directives:
+        if d.key == "RestrictAddressFamilies" and not d.value.startswith("~"):
+            allowed = frozenset(d.value.split())
+    return allowed
+
+
+def allows_ip(directives: tuple[Directive, ...]) -> bool:
+    families = allowed_families(directives)
+    return families is None or bool(families & {"AF_INET", "AF_INET6"})
 
 
 def needed_capabilities(service: ServiceDef) -> tuple[str, ...]:
@@ -119,11 +152,12 @@ def resolve(
         elif d.value == "@service":
             items.append(Directive(d.key, SERVICE_FAMILIES))
         else:
-            items.append(d)
+            items.append(Directive(d.key, d.value))
     for key, flag in (("MemoryDenyWriteExecute", memory_deny_write_execute), ("PrivateUsers", private_users)):
-        if flag is not None:
+        if flag is not None:  # off: left out, which is systemd's default
             items = [d for d in items if d.key != key]
-            items.append(Directive(key, "yes" if flag else "no"))
+            if flag:
+                items.append(Directive(key, "yes"))
     kept = tuple(d for d in items if directives.min_version(d.key, d.value) <= systemd_version)
     dropped = tuple(d for d in items if d not in kept)
     return Resolved(kept, dropped)

@@ -10,6 +10,7 @@ import enum
 import re
 from dataclasses import dataclass, field
 
+from . import directives
 from .errors import InvalidInput
 from .network.model import NetworkSpec
 
@@ -20,12 +21,25 @@ NAME_MAX = 40
 ID_RANGE_SIZE = 65536
 ID_BASE_FIRST = 0x40000000
 ID_BASE_END = 0x6FFF0000  # exclusive: the last range ends where systemd's container range does
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
-_SIZE_RE = re.compile(r"^(infinity|[0-9]+[KMGT]?|[0-9]{1,3}%)$")
-_CPU_QUOTA_RE = re.compile(r"^[0-9]+%$")
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9_.:+-]+$")
+# Every pattern is applied with fullmatch: with match(), "$" would accept a trailing newline.
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?")
+_SIZE_RE = re.compile(r"infinity|(?P<number>[0-9]{1,20})(?P<unit>[KMGT]?)|[0-9]{1,3}%")
+_CPU_QUOTA_RE = re.compile(r"[0-9]{1,7}%")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_.:+-]+")
+_PROFILE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+# Host directories a sandbox may share read-only: /usr, and the top-level directories that usr-merged
+# systems link into it and others keep as real directories.
+SHAREABLE = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# Where the private copies of host files may come from, and what is never copied (the host's secrets and
+# the tool's own state, which holds every other sandbox).
+COPYABLE = ("/etc/", "/var/", "/srv/", "/opt/", "/home/")
+NEVER_COPIED = (
+    "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/ssl/private",
+    "/etc/sudoers", "/etc/sudoers.d", "/var/lib/sandbox-service", "/etc/sandbox-service",
+)  # fmt: skip
 
 
 class Kind(enum.Enum):
@@ -64,7 +78,7 @@ def check_name(name: str) -> str:
         raise InvalidInput(
             f"sandbox name {name!r} is longer than {NAME_MAX} characters", "choose a shorter name"
         )
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise InvalidInput(
             f"invalid sandbox name {name!r}",
             "use lowercase letters, digits, '-' and '_', starting with a letter or digit",
@@ -93,6 +107,23 @@ def check_abs_path(what: str, value: str) -> str:
     return value
 
 
+def check_copy_path(what: str, value: str) -> str:
+    """A host path that may be copied into a sandbox: below /etc, /var, /srv, /opt or /home, and never
+    the host's secrets or the tool's own state."""
+    check_abs_path(what, value)
+    if not value.startswith(COPYABLE):
+        raise InvalidInput(
+            f"{what} {value} is outside what a sandbox gets private copies of",
+            f"copy paths below {', '.join(p.rstrip('/') for p in COPYABLE)} (the host's /usr is shared)",
+        )
+    if any(value == p or value.startswith(p + "/") for p in NEVER_COPIED):
+        raise InvalidInput(
+            f"{what} {value} is never copied into a sandbox: it holds the host's secrets or other sandboxes",
+            "give the sandbox its own file instead, from the host: sandbox-service execute NAME -- ...",
+        )
+    return value
+
+
 def check_rel_dir(what: str, value: str) -> str:
     """StateDirectory= and friends: relative paths below /var/lib, /run, ..."""
     check_text(what, value)
@@ -103,7 +134,7 @@ def check_rel_dir(what: str, value: str) -> str:
 
 def check_token(what: str, value: str) -> str:
     """Short unit-file values (signals, modes, durations): no spaces, no quotes, no specifiers."""
-    if not _TOKEN_RE.match(value):
+    if not _TOKEN_RE.fullmatch(value):
         raise InvalidInput(f"{what} has an unexpected value {value!r}")
     return value
 
@@ -136,7 +167,7 @@ class EnvVar:
     value: str
 
     def __post_init__(self) -> None:
-        if not _ENV_NAME_RE.match(self.name):
+        if not _ENV_NAME_RE.fullmatch(self.name):
             raise InvalidInput(f"invalid environment variable name {self.name!r}")
         check_text(f"value of environment variable {self.name}", self.value)
 
@@ -199,7 +230,7 @@ class ServiceDef:
                     "only PID files under /run can be made visible to the host's systemd",
                 )
         for who in (self.user, self.group, *self.supplementary_groups):
-            if who is not None and not _USER_RE.match(who):
+            if who is not None and not _USER_RE.fullmatch(who):
                 raise InvalidInput(f"invalid user or group name {who!r}")
         if self.working_directory is not None:
             wd = self.working_directory.removeprefix("-")
@@ -227,19 +258,24 @@ class ServiceDef:
             check_rel_dir("directory setting", d)
         for p in self.read_write_paths:
             check_abs_path("ReadWritePaths", p.removeprefix("-"))
+            if directives.opens_shared(p):
+                raise InvalidInput(f"ReadWritePaths={p} would open what the sandbox shares read-only")
 
 
 @dataclass(frozen=True)
 class Directive:
-    """One hardening directive of the sandbox's [Service] section, from its security profile."""
+    """One hardening directive of the sandbox's [Service] section, from its security profile.
+
+    Only the hardening directives directives.py knows, with values that harden (directives.check_value):
+    a spec file cannot smuggle in Exec*=, RootDirectory=, PrivateNetwork=no or a switched-off protection.
+    """
 
     key: str
     value: str
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[A-Z][A-Za-z]+", self.key):
-            raise InvalidInput(f"invalid directive name {self.key!r}")
         check_text(f"value of {self.key}", self.value)
+        directives.check_value(self.key, self.value)
 
 
 @dataclass(frozen=True)
@@ -256,6 +292,10 @@ class Security:
     private_users: bool | None = None
     directives: tuple[Directive, ...] = ()
     user_namespace: bool = True
+
+    def __post_init__(self) -> None:
+        if not _PROFILE_RE.fullmatch(self.profile):
+            raise InvalidInput(f"invalid profile name {self.profile!r}")
 
 
 @dataclass(frozen=True)
@@ -274,12 +314,15 @@ class Limits:
             raise InvalidInput(
                 f"invalid size of /run {self.run_size!r}", "use a number with K, M or G, such as 16M"
             )
-        if self.memory_max is not None and not _SIZE_RE.match(self.memory_max):
-            raise InvalidInput(
-                f"invalid memory limit {self.memory_max!r}",
-                "use bytes with K/M/G/T, a percentage, or 'infinity'",
-            )
-        if self.cpu_quota is not None and not _CPU_QUOTA_RE.match(self.cpu_quota):
+        if self.memory_max is not None:
+            m = _SIZE_RE.fullmatch(self.memory_max)
+            too_big = m is not None and m["number"] and int(m["number"]) * _SIZE_UNITS[m["unit"]] >= 2**63
+            if m is None or too_big:
+                raise InvalidInput(
+                    f"invalid memory limit {self.memory_max!r}",
+                    "use bytes (below 2^63) with K/M/G/T, a percentage, or 'infinity'",
+                )
+        if self.cpu_quota is not None and not _CPU_QUOTA_RE.fullmatch(self.cpu_quota):
             raise InvalidInput(
                 f"invalid CPU quota {self.cpu_quota!r}", "use a percentage such as 50% or 200%"
             )
@@ -318,11 +361,15 @@ class SandboxSpec:
         check_name(self.name)
         check_text("description", self.description)
         for p in self.copies:
-            check_abs_path("copied path", p)
+            check_copy_path("copied path", p)
         if self.chroot is not None:
             check_abs_path("chroot directory", self.chroot)
         for p in self.readonly_binds:
-            check_abs_path("read-only bind", p)
+            if p not in SHAREABLE:
+                raise InvalidInput(
+                    f"read-only bind {p!r} is not one the tool shares",
+                    f"a sandbox shares only the host's software: {', '.join(SHAREABLE)}",
+                )
         if (self.kind is Kind.CHROOT) != (self.chroot is not None):
             raise InvalidInput("a chroot sandbox needs a chroot directory, and only it may have one")
         if self.selinux_level is not None and not re.fullmatch(r"s0(:c[0-9]+,c[0-9]+)?", self.selinux_level):

@@ -15,6 +15,7 @@ from .atomic import write_atomic
 from .discover.host import UsrLink
 from .errors import InvalidInput, NotFound, SandboxError
 from .identity import IdMap, OwnerMap
+from .spec import NEVER_COPIED
 
 # Files every service needs to resolve users, hosts, libraries, time and certificates.
 BASE_ETC = (
@@ -162,10 +163,12 @@ def copy_path(host_root: Path, root: Path, path: str, owners: OwnerMap | None = 
     except FileNotFoundError:
         raise NotFound(f"{path} does not exist", "check the path given with --copy") from None
     _make_parents(host_root, root, path, owners)
-    return _copy_one(src, st, inside(root, path), owners)
+    return _copy_one(src, st, inside(root, path), owners, path)
 
 
-def _copy_one(src: Path, st: os.stat_result, dst: Path, owners: OwnerMap | None) -> int:
+def _copy_one(src: Path, st: os.stat_result, dst: Path, owners: OwnerMap | None, logical: str) -> int:
+    if any(logical == p or logical.startswith(p + "/") for p in NEVER_COPIED):
+        return 0  # the host's secrets stay on the host, even inside a tree that is copied whole
     if stat.S_ISLNK(st.st_mode):
         if dst.is_symlink() or dst.exists():
             _remove(dst)
@@ -180,9 +183,9 @@ def _copy_one(src: Path, st: os.stat_result, dst: Path, owners: OwnerMap | None)
         count = 0
         with os.scandir(src) as entries:
             for entry in entries:
-                count += _copy_one(
-                    Path(entry.path), entry.stat(follow_symlinks=False), dst / entry.name, owners
-                )
+                logical_child = f"{logical.rstrip('/')}/{entry.name}"
+                entry_st = entry.stat(follow_symlinks=False)
+                count += _copy_one(Path(entry.path), entry_st, dst / entry.name, owners, logical_child)
         _copy_meta(st, dst, owners)
         return count
     if stat.S_ISREG(st.st_mode):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 import uuid
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.box import SystemdBox
+from tests.images import scratch_image
 from tests.sandboxcli import BASE, TOOL, UNIT_DIR, cli, show
 
 pytestmark = pytest.mark.box
@@ -248,10 +248,7 @@ def test_systemd_not_running_is_explained(tmp_path: Path) -> None:
     """Without a running systemd (the host here, or any --root image) what needs it says so, clearly.
 
     Runs against a scratch --root tree only: the host's own directories are never written."""
-    root = tmp_path / "img"
-    (root / "etc/systemd/system").mkdir(parents=True)
-    (root / "usr/bin").mkdir(parents=True)
-    shutil.copy2("/usr/bin/sleep", root / "usr/bin/sleep")
+    root = scratch_image(tmp_path / "img")
     base = [*TOOL, "--root", str(root)]
     done = subprocess.run(
         [*base, "create", "job", "--now", "--", "/usr/bin/sleep", "9"], capture_output=True, text=True

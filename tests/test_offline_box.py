@@ -12,6 +12,7 @@ import pytest
 
 from tests.box import SystemdBox, hidden_in_box
 from tests.conftest import REPO
+from tests.images import scratch_image
 
 pytestmark = pytest.mark.box
 
@@ -86,14 +87,7 @@ def test_enabled_sandbox_runs_after_boot(
 
 def test_offline_enable_disable_and_delete(tmp_path: Path) -> None:
     """Against a bare tree: links appear and go like `systemctl --root enable` makes them."""
-    root = tmp_path / "img"
-    (root / "etc/systemd/system").mkdir(parents=True)
-    # a minimal image: the tool reads only what is under root, never the host's files
-    (root / "usr/bin").mkdir(parents=True)
-    (root / "usr/bin/sleep").write_bytes(Path("/usr/bin/sleep").read_bytes())
-    (root / "usr/bin/sleep").chmod(0o755)
-    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    (root / "etc/group").write_text("root:x:0:\n")
+    root = scratch_image(tmp_path / "img")
     done = offline(root, "create", "img", "--", "/usr/bin/sleep", "60")
     assert done.returncode == 0, done.stderr
     wants = root / "etc/systemd/system/sandbox.target.wants/sandbox-img.service"
@@ -106,3 +100,5 @@ def test_offline_enable_disable_and_delete(tmp_path: Path) -> None:
     assert offline(root, "delete", "img").returncode == 0
     assert not (root / "var/lib/sandbox-service/img").exists()
     assert not (root / "etc/systemd/system/sandbox-img.service").exists()
+    # the host account of the sandbox's root came and went with it, in the image's user database
+    assert "sb-img:" not in (root / "etc/passwd").read_text()

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.images import scratch_image
+
 REPO = Path(__file__).resolve().parent.parent
 MACROS = REPO / "packaging" / "macros.sandbox-service"
 TOOL = f"{sys.executable} -m sandbox_service"
@@ -295,16 +297,9 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="sandbox-service creat
 def image(base: Path) -> Path:
     """An image tree: usr-merged, a user database, sleep, and a package "demo" (dpkg database) that
     ships demo.service and its /etc/demo."""
-    root = base / "img"
-    for d in ("etc/systemd/system", "etc/demo", "usr/bin", "usr/lib/systemd/system", "var/lib/dpkg/info"):
+    root = scratch_image(base / "img")
+    for d in ("etc/demo", "usr/lib/systemd/system", "var/lib/dpkg/info"):
         (root / d).mkdir(parents=True)
-    for link in ("bin", "sbin", "lib", "lib64"):
-        (root / link).symlink_to(f"usr/{link}")
-    shutil.copy2("/usr/bin/sleep", root / "usr/bin/sleep")
-    # what the sandboxes' launcher runs on (never started here: the image is only written)
-    shutil.copy2(Path("/usr/bin/python3").resolve(), root / "usr/bin/python3")
-    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    (root / "etc/group").write_text("root:x:0:\n")
     (root / "etc/demo/demo.conf").write_text("greeting = hello\n")
     (root / "usr/lib/os-release").write_text("ID=demo\nNAME=Demo\n")
     (root / "usr/lib/systemd/system/demo.service").write_text(

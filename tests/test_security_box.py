@@ -11,6 +11,12 @@ from tests.sandboxcli import BASE, UNIT_DIR, cli, show
 
 pytestmark = pytest.mark.box
 
+# Directives a profile sets that the user-namespace model renders differently (isolation.unit_plan):
+# the bounding set is applied inside by the launcher, the launcher makes its own namespaces.
+USERNS_TRANSLATED = frozenset(
+    {"CapabilityBoundingSet", "PrivateUsers", "ProtectKernelTunables", "RestrictNamespaces"}
+)
+
 # ptrace(PTRACE_TRACEME): harmless and allowed without a filter; @system-service does not include @debug
 PTRACE_PROBE = (
     "import ctypes, json; libc = ctypes.CDLL(None, use_errno=True); r = libc.ptrace(0, 0, 0, 0); "
@@ -99,8 +105,12 @@ def test_every_profile_renders_only_directives_systemd_knows(box: SystemdBox) ->
             )
             text = box.run(["cat", unit]).stdout
             for d in next(p for p in json.loads(out) if p["name"] == name)["directives"]:
-                if not d["value"].startswith("@"):
-                    assert f"{d['key']}={d['value']}" in text
+                if d["value"].startswith("@") or d["key"] in USERNS_TRANSLATED:
+                    continue
+                assert f"{d['key']}={d['value']}" in text
+            # what the launcher takes over: its own entry set on the host, the service's set inside
+            assert "User=sb-" + sb in text and "AmbientCapabilities=CAP_SETGID CAP_SETUID" in text
+            assert "PrivateUsers=" not in text
         finally:
             cli(box, "delete", sb)
 
@@ -125,14 +135,46 @@ def test_max_exposure_rolls_back(box: SystemdBox) -> None:
     assert show(box, "sandbox-tooopen.service", "LoadState") == "not-found"
 
 
-def test_private_users_flag_gives_a_user_namespace(box: SystemdBox) -> None:
-    cli(box, "create", "userns", "--private-users", "--now", "--", "/usr/bin/sleep", "300")
+def test_every_sandbox_runs_in_a_private_id_range(box: SystemdBox) -> None:
+    cli(box, "create", "userns", "--now", "--", "/usr/bin/sleep", "300")
+    cli(box, "create", "userns2", "--now", "--", "/usr/bin/sleep", "300")
     try:
-        assert "PrivateUsers=yes" in box.run(["cat", f"{UNIT_DIR}/sandbox-userns.service"]).stdout
-        pid = show(box, "sandbox-userns.service", "MainPID")
-        inside = box.run(["readlink", f"/proc/{pid}/ns/user"]).stdout.strip()
-        assert inside != box.run(["readlink", "/proc/1/ns/user"]).stdout.strip()
-        # only root (and nobody) are mapped: uid 0 inside is the sandbox's own
+        maps = []
+        for name in ("userns", "userns2"):
+            pid = show(box, f"sandbox-{name}.service", "MainPID")
+            inside = box.run(["readlink", f"/proc/{pid}/ns/user"]).stdout.strip()
+            assert inside != box.run(["readlink", "/proc/1/ns/user"]).stdout.strip()
+            inner, outer, count = box.run(["cat", f"/proc/{pid}/uid_map"]).stdout.split()
+            assert (inner, count) == ("0", "65536") and int(outer) >= 2**30
+            # the service is the sandbox's root inside, an unprivileged host ID outside
+            status = box.run(["cat", f"/proc/{pid}/status"]).stdout
+            assert f"Uid:\t{outer}\t{outer}\t{outer}\t{outer}" in status
+            assert box.run(["ps", "-o", "user=", "-p", pid]).stdout.strip() == f"sb-{name}"
+            maps.append(int(outer))
+        assert abs(maps[0] - maps[1]) >= 65536  # no two sandboxes share an ID
+    finally:
+        cli(box, "delete", "userns", "userns2")
+    assert "sb-userns" not in box.run(["cat", "/etc/passwd"]).stdout
+
+
+def test_private_users_flag_without_user_namespace(box: SystemdBox) -> None:
+    """--no-user-namespace runs the sandbox's root as the host's: systemd's PrivateUsers= is what is left."""
+    cli(
+        box,
+        "create",
+        "plainns",
+        "--no-user-namespace",
+        "--private-users",
+        "--now",
+        "--",
+        "/usr/bin/sleep",
+        "300",
+    )
+    try:
+        text = box.run(["cat", f"{UNIT_DIR}/sandbox-plainns.service"]).stdout
+        assert "PrivateUsers=yes" in text and "User=" not in text
+        pid = show(box, "sandbox-plainns.service", "MainPID")
+        # only root (and nobody) are mapped: uid 0 inside is the host's
         assert box.run(["cat", f"/proc/{pid}/uid_map"]).stdout.split()[:3] == ["0", "0", "1"]
     finally:
-        cli(box, "delete", "userns")
+        cli(box, "delete", "plainns")

@@ -54,7 +54,10 @@ specs = st.builds(
     service=services,
     description=text,
     source_unit=st.one_of(st.none(), st.just("nginx.service")),
-    copies=st.lists(paths, max_size=3).map(tuple),
+    copies=st.lists(
+        st.tuples(st.sampled_from(("/etc", "/var", "/srv", "/opt", "/home")), paths).map("".join),
+        max_size=3,
+    ).map(tuple),
     limits=st.builds(
         Limits,
         memory_max=st.one_of(st.none(), st.just("512M"), st.just("infinity")),
@@ -66,6 +69,7 @@ specs = st.builds(
     selinux=st.sampled_from(SELinuxMode),
     selinux_level=st.one_of(st.none(), st.just("s0:c1,c2")),
     enabled=st.booleans(),
+    id_base=st.one_of(st.none(), st.integers(0x4000, 0x6FFE).map(lambda slot: slot * 65536)),
 )
 
 

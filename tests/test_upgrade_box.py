@@ -105,7 +105,11 @@ def test_upgrade_merges_host_changes_and_restarts(
     assert cat(box, f"{root}{both}") == both_sandbox
     assert cat(box, f"{root}{both}.hostnew") == both_host
     assert cat(box, f"{BASE}/{name}/base{both}") == both_host
-    assert box.run(["stat", "-c", "%U:%G %a", f"{root}{both}.hostnew"]).stdout.strip() == "root:root 644"
+    # written for the sandbox's root: owned by its own host account, as everything it may change
+    assert (
+        box.run(["stat", "-c", "%U:%G %a", f"{root}{both}.hostnew"]).stdout.strip()
+        == f"sb-{name}:sb-{name} 644"
+    )
 
     assert show(box, service, "ActiveState") == "active"
     assert show(box, service, "MainPID") not in ("0", pid)

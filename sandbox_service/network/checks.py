@@ -6,6 +6,7 @@ import ipaddress
 from collections.abc import Sequence
 from pathlib import Path
 
+from .. import security
 from ..errors import AlreadyExists, InvalidInput, NotFound
 from ..paths import Layout
 from ..spec import SandboxSpec
@@ -49,16 +50,13 @@ def check_profile(spec: SandboxSpec) -> None:
     """A published port reaches the service over IP: refuse a profile that leaves it no IP sockets."""
     if not spec.network.publish:
         return
-    for d in spec.security.directives:
-        if d.key != "RestrictAddressFamilies" or d.value.startswith("~"):
-            continue
-        families = d.value.split()
-        if "AF_INET" not in families and "AF_INET6" not in families:
-            raise InvalidInput(
-                f"--publish needs IP sockets, but profile {spec.security.profile!r} allows the service only "
-                f"{d.value or 'no socket families'}",
-                "choose a profile that allows AF_INET (such as default), or drop --publish",
-            )
+    if not security.allows_ip(spec.security.directives):
+        families = " ".join(sorted(security.allowed_families(spec.security.directives) or ()))
+        raise InvalidInput(
+            f"--publish needs IP sockets, but profile {spec.security.profile!r} allows the service only "
+            f"{families or 'no socket families'}",
+            "choose a profile that allows AF_INET (such as default), or drop --publish",
+        )
 
 
 def check_bridge(spec: SandboxSpec, others: Sequence[SandboxSpec], layout: Layout) -> None:

@@ -19,7 +19,7 @@ PORT_MIN, PORT_MAX = 1, 65535
 # IPAddressAllow=/IPAddressDeny= keywords of systemd.resource-control(5), besides addresses and prefixes
 IP_KEYWORDS = ("any", "localhost", "link-local", "multicast")
 # A Linux interface name: at most 15 bytes (IFNAMSIZ - 1); we allow the characters bridges are named with.
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$")
+_IFNAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}")
 PUBLISH_FORM = "[ADDR:]HOSTPORT:PORT[/tcp|/udp]"
 BRIDGE_FORM = "bridge=BR[,address=IP/PREFIX][,gateway=IP]"
 
@@ -118,7 +118,7 @@ class Bridge:
     gateway: str | None = None  # default route inside; needs address, in its subnet
 
     def __post_init__(self) -> None:
-        if not _IFNAME_RE.match(self.name):
+        if not _IFNAME_RE.fullmatch(self.name):
             raise InvalidInput(
                 f"invalid bridge name {self.name!r}",
                 "a network interface name has 1 to 15 letters, digits, '_', '.' and '-'",
