@@ -70,7 +70,7 @@ _sandbox_service()
     local create_opts='-u --unit -P --package -C --copy --user --group --memory --cpu-quota
         --cpu-weight --io-weight --tasks-max --chroot --selinux --description --enable --now
         --profile --memory-deny-write-execute --allow-write-execute --private-users
-        --no-private-users --max-exposure --exist-ok --network -p --publish --allow-ip --deny-ip
+        --no-private-users --user-namespace --no-user-namespace --run-size --max-exposure --exist-ok --network -p --publish --allow-ip --deny-ip
         --dry-run --json -h --help --'
     # Options that take a value (the next word, or after "=").
     local value_opts=' --root -u --unit -P --package -C --copy --user --group --memory --cpu-quota

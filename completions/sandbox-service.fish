@@ -95,8 +95,11 @@ complete -c $c -n $create -l now -d 'Start the sandbox and wait until it runs'
 complete -c $c -n $create -l profile -x -a '(__sandbox_service_profiles)' -d 'Security profile'
 complete -c $c -n $create -l memory-deny-write-execute -d 'Forbid writable and executable memory'
 complete -c $c -n $create -l allow-write-execute -d 'Allow writable and executable memory'
-complete -c $c -n $create -l private-users -d 'Run in a user namespace'
-complete -c $c -n $create -l no-private-users -d 'Run without a user namespace'
+complete -c $c -n $create -l private-users -d "systemd's PrivateUsers= (only without a user namespace)"
+complete -c $c -n $create -l no-private-users -d 'No PrivateUsers='
+complete -c $c -n $create -l user-namespace -d "The sandbox's root is a private range of host IDs (default)"
+complete -c $c -n $create -l no-user-namespace -d "The sandbox's root is the host's root"
+complete -c $c -n $create -l run-size -x -d "Size of the sandbox's /run"
 complete -c $c -n $create -l max-exposure -x -d 'Fail if systemd-analyze security scores above N'
 complete -c $c -n $create -l network -x -a 'none host bridge=' -d 'Network mode'
 complete -c $c -n $create -s p -l publish -x -d 'Publish [ADDR:]HOSTPORT:PORT[/tcp|/udp]'

@@ -110,6 +110,9 @@ def create_cmd(
     cpu_weight: Annotated[int | None, typer.Option("--cpu-weight", help="CPUWeight= (1-10000).")] = None,
     io_weight: Annotated[int | None, typer.Option("--io-weight", help="IOWeight= (1-10000).")] = None,
     tasks_max: Annotated[int | None, typer.Option("--tasks-max", help="TasksMax= (number of tasks).")] = None,
+    run_size: Annotated[
+        str | None, typer.Option("--run-size", help="Size of the sandbox's own /run (default 32M).")
+    ] = None,
     chroot: Annotated[
         str | None, typer.Option("--chroot", help="Run in this tree instead of a private root sharing /usr.")
     ] = None,
@@ -192,7 +195,7 @@ def create_cmd(
         group=group,
         packages=tuple(package or ()),
         copies=tuple(copy or ()),
-        limits=Limits(memory, cpu_quota, cpu_weight, io_weight, tasks_max),
+        limits=Limits(memory, cpu_quota, cpu_weight, io_weight, tasks_max, run_size),
         chroot=chroot,
         selinux=selinux,
         description=description,

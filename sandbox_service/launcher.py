@@ -50,6 +50,7 @@ NAMESPACE_FLAGS = (
 
 PR_SET_KEEPCAPS = 8
 PR_SET_SECCOMP = 22
+PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
@@ -389,9 +390,10 @@ def _chown_tree(top: str, uid: int, gid: int) -> None:
 
 
 def drop_bounding_set(keep: set[int]) -> None:
-    with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as f:
-        last = int(f.read())
-    for cap in range(last + 1):
+    # the kernel's last capability: the first number PR_CAPBSET_READ refuses (/proc/sys may be hidden)
+    for cap in range(64):
+        if _libc.prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0:
+            break
         if cap not in keep:
             _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), EXIT_CAPABILITIES, "cannot drop a capability")
 

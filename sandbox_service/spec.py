@@ -116,12 +116,16 @@ def check_copy_path(what: str, value: str) -> str:
             f"{what} {value} is outside what a sandbox gets private copies of",
             f"copy paths below {', '.join(p.rstrip('/') for p in COPYABLE)} (the host's /usr is shared)",
         )
-    if any(value == p or value.startswith(p + "/") for p in NEVER_COPIED):
+    if never_copied(value):
         raise InvalidInput(
             f"{what} {value} is never copied into a sandbox: it holds the host's secrets or other sandboxes",
             "give the sandbox its own file instead, from the host: sandbox-service execute NAME -- ...",
         )
     return value
+
+
+def never_copied(path: str) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in NEVER_COPIED)
 
 
 def check_rel_dir(what: str, value: str) -> str:

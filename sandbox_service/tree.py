@@ -15,7 +15,7 @@ from .atomic import write_atomic
 from .discover.host import UsrLink
 from .errors import InvalidInput, NotFound, SandboxError
 from .identity import IdMap, OwnerMap
-from .spec import NEVER_COPIED
+from .spec import never_copied
 
 # Files every service needs to resolve users, hosts, libraries, time and certificates.
 BASE_ETC = (
@@ -167,7 +167,7 @@ def copy_path(host_root: Path, root: Path, path: str, owners: OwnerMap | None = 
 
 
 def _copy_one(src: Path, st: os.stat_result, dst: Path, owners: OwnerMap | None, logical: str) -> int:
-    if any(logical == p or logical.startswith(p + "/") for p in NEVER_COPIED):
+    if never_copied(logical):
         return 0  # the host's secrets stay on the host, even inside a tree that is copied whole
     if stat.S_ISLNK(st.st_mode):
         if dst.is_symlink() or dst.exists():

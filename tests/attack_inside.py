@@ -109,7 +109,9 @@ def main() -> None:
     out["replace_launcher"] = attempt(lambda: write("/.sandbox-service/launch", "", "a"))
     out["launcher_dir"] = attempt(lambda: write("/.sandbox-service/evil", ""))
     out["rename_etc"] = attempt(lambda: os.rename("/etc", "/etc.moved"))
-    out["write_preload"] = attempt(lambda: write("/etc/ld.so.preload", "/var/evil.so\n"))
+    # a write may "succeed" into /dev/null, bound there: what counts is what the loader reads back
+    attempt(lambda: write("/etc/ld.so.preload", "/var/evil.so\n"))
+    out["preload_list"] = read("/etc/ld.so.preload")
     out["unlink_preload"] = attempt(lambda: os.unlink("/etc/ld.so.preload"))
     out["unlink_ld_cache"] = attempt(lambda: os.unlink("/etc/ld.so.cache"))
     out["sysctl"] = attempt(lambda: write("/proc/sys/kernel/hostname", "owned"))

@@ -109,7 +109,9 @@ def test_every_profile_renders_only_directives_systemd_knows(box: SystemdBox) ->
                     continue
                 assert f"{d['key']}={d['value']}" in text
             # what the launcher takes over: its own entry set on the host, the service's set inside
-            assert "User=sb-" + sb in text and "AmbientCapabilities=CAP_SETGID CAP_SETUID" in text
+            assert f"User=sb-{sb}\n" in text
+            ambient = next(line for line in text.splitlines() if line.startswith("AmbientCapabilities="))
+            assert {"CAP_SETGID", "CAP_SETUID"} <= set(ambient.split("=", 1)[1].split())
             assert "PrivateUsers=" not in text
         finally:
             cli(box, "delete", sb)

@@ -38,6 +38,7 @@ from pathlib import Path
 from .. import selinux
 from ..errors import InvalidInput, SandboxError
 from ..identity import IdMap, OwnerMap
+from ..spec import never_copied
 
 HOSTNEW_SUFFIX = ".hostnew"
 
@@ -208,6 +209,8 @@ class _Reader:
         out: dict[str, Node] = {}
 
         def visit(rel: str) -> None:
+            if never_copied("/" + rel):
+                return  # the host's secrets are not part of a sandbox's copies (spec.NEVER_COPIED)
             node = self.node(rel)
             if node is None or node.kind is NodeKind.OTHER:
                 return
