@@ -300,8 +300,11 @@ def clone_cmd(
     from .clone import clone
 
     _need_root()
-    spec = clone(_layout(), src, dest)
-    typer.echo(f"Cloned sandbox {src} to {spec.name}; start it with: sandbox-service start {spec.name}")
+    result = clone(_layout(), src, dest)
+    name = result.spec.name
+    for skipped in result.skipped:
+        typer.echo(f"left out {skipped.path}: {skipped.reason}")
+    typer.echo(f"Cloned sandbox {src} to {name}; start it with: sandbox-service start {name}")
 
 
 @app.command("enable")

@@ -1,16 +1,17 @@
 """`clone SRC DEST`: a new sandbox from an existing one.
 
 The spec is copied with the new name and re-rendered for it (never a string replacement inside files);
-private data is copied without following any symlink out of the tree; a labelled sandbox gets a fresh
-MCS pair. The clone starts stopped.
+private data is copied by descriptor (fswalk), never following a symlink out of the tree, also while the
+source sandbox runs and changes it; what cannot be copied (sockets, FIFOs, devices) is reported. A
+labelled sandbox gets a fresh MCS pair. The clone starts stopped.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import render, selinux, specfile, tree
+from . import fswalk, render, selinux, specfile
 from .control import load_spec, sandbox_names
 from .install import Transaction, publish_dir, refuse_existing, stage_dir, write_units
 from .network import checks as network_checks
@@ -19,7 +20,13 @@ from .spec import SandboxSpec, check_name
 from .systemd import Systemd, systemd_running
 
 
-def clone(layout: Layout, src: str, dest: str) -> SandboxSpec:
+@dataclass(frozen=True)
+class Cloned:
+    spec: SandboxSpec
+    skipped: tuple[fswalk.Skipped, ...]  # entries of the source left out, paths relative to its directory
+
+
+def clone(layout: Layout, src: str, dest: str) -> Cloned:
     source = load_spec(layout, src)
     check_name(dest)
     refuse_existing(layout, dest)
@@ -34,9 +41,12 @@ def clone(layout: Layout, src: str, dest: str) -> SandboxSpec:
             spec = replace(spec, selinux_level=registry.allocate(dest))
         staging = stage_dir(tx, layout, dest)
         src_dir = layout.sandbox_dir(src)
+        copied = fswalk.CopyReport()
         for part in ("root", BASE_DIR_NAME):
             if (src_dir / part).is_dir():
-                tree.copy_path(src_dir, staging, f"/{part}")
+                # owners as they are: sandboxes share the host's ids (a per-sandbox id range would
+                # re-base them here with fswalk.remap)
+                copied.add(fswalk.copy_path(src_dir / part, staging / part))
         specfile.save(staging / "sandbox.yaml", spec)
         if spec.selinux_level:
             selinux.label_tree(staging, spec.selinux_level)
@@ -47,4 +57,4 @@ def clone(layout: Layout, src: str, dest: str) -> SandboxSpec:
                 tx.on_rollback(sd.reload)
                 sd.reload()
         tx.commit()
-    return spec
+    return Cloned(spec, tuple(copied.skipped))
