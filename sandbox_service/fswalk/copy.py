@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import NotFound, SandboxError
 from .data import copy_data
@@ -44,6 +46,7 @@ from .owners import OwnerMap, identity
 from .remove import remove_at
 
 _RETRIES = 5  # times an entry replaced between listing and opening is listed again
+_T = TypeVar("_T")
 
 # Called with (directory descriptor, name) between listing an entry and opening it. Only tests set it,
 # to swap entries exactly there.
@@ -207,8 +210,8 @@ class _Copier:
     def _file(self, src_dir: int, name: str, st: os.stat_result, dst_dir: int, dst_name: str) -> None:
         in_fd, st = open_file_at(src_dir, name, st)
         try:
-            _clear(dst_dir, dst_name)
-            out_fd = os.open(dst_name, CREATE_FLAGS, 0o600, dir_fd=dst_dir)
+            new_file = functools.partial(os.open, dst_name, CREATE_FLAGS, 0o600, dir_fd=dst_dir)
+            out_fd = _create(new_file, dst_dir, dst_name)
             try:
                 self.report.bytes += copy_data(in_fd, out_fd, st)
                 self._set_meta(out_fd, None, st)
@@ -225,8 +228,7 @@ class _Copier:
             if exc.errno in (errno.EINVAL, errno.ENOENT):  # EINVAL: no longer a link
                 raise TreeChanged(name) from exc
             raise
-        _clear(dst_dir, dst_name)
-        os.symlink(target, dst_name, dir_fd=dst_dir)
+        _create(lambda: os.symlink(target, dst_name, dir_fd=dst_dir), dst_dir, dst_name)
         self._set_meta(dst_dir, dst_name, st)
         self.report.links += 1
 
@@ -270,6 +272,17 @@ def _kind(mode: int) -> str:
     return "of an unknown kind"
 
 
+def _create(make: Callable[[], _T], dir_fd: int, name: str) -> _T:
+    """make() the new entry `name`; where something is in the way, remove it first (never write through
+    it). Trying first saves a lookup per entry in the usual case, a destination that is empty."""
+    for _ in range(_RETRIES):
+        try:
+            return make()
+        except FileExistsError:
+            _clear(dir_fd, name)
+    return make()
+
+
 def _clear(dir_fd: int, name: str) -> None:
     """Make room for a new entry: whatever is there is removed, never written through."""
     st = lstat_at(dir_fd, name)
@@ -285,12 +298,12 @@ def _clear(dir_fd: int, name: str) -> None:
 def _make_dir(dir_fd: int, name: str) -> int:
     """A descriptor of the directory `name` in dir_fd: the one there, or a new one (mode 0700 until the
     copy sets its own) in place of whatever else was there."""
-    st = lstat_at(dir_fd, name)
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        try:
-            return open_dir_at(dir_fd, name, st)[0]
-        except TreeChanged:
-            pass
-    _clear(dir_fd, name)
-    os.mkdir(name, 0o700, dir_fd=dir_fd)
+    try:
+        os.mkdir(name, 0o700, dir_fd=dir_fd)
+    except FileExistsError:
+        st = lstat_at(dir_fd, name)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            with contextlib.suppress(TreeChanged):
+                return open_dir_at(dir_fd, name, st)[0]
+        _create(lambda: os.mkdir(name, 0o700, dir_fd=dir_fd), dir_fd, name)
     return open_dir_at(dir_fd, name)[0]
