@@ -34,6 +34,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+SHOWN_SKIPPED = 20  # entries a clone left out that are named one by one; a sandbox can make millions
+
 
 class _State:
     debug = False
@@ -302,8 +304,10 @@ def clone_cmd(
     _need_root()
     result = clone(_layout(), src, dest)
     name = result.spec.name
-    for skipped in result.skipped:
+    for skipped in result.skipped[:SHOWN_SKIPPED]:
         typer.echo(f"left out {skipped.path}: {skipped.reason}")
+    if len(result.skipped) > SHOWN_SKIPPED:
+        typer.echo(f"left out {len(result.skipped) - SHOWN_SKIPPED} more entries (sockets, FIFOs, devices)")
     typer.echo(f"Cloned sandbox {src} to {name}; start it with: sandbox-service start {name}")
 
 

@@ -414,16 +414,40 @@ def test_id_ranges() -> None:
         IdRange((1 << 32) - 10)
 
 
-def test_hard_links_in_the_source_become_separate_files(scratch: Path) -> None:
+def test_hard_links_in_the_source_are_links_in_the_copy_only(scratch: Path) -> None:
     src, dst = scratch / "src", scratch / "dst"
-    src.mkdir()
-    (src / "a").write_text("shared\n")
-    os.link(src / "a", src / "b")
-    copy_path(src, dst)
-    a, b = os.stat(dst / "a"), os.stat(dst / "b")
-    assert a.st_ino != b.st_ino and a.st_nlink == b.st_nlink == 1
+    (src / "sub").mkdir(parents=True)
+    (src / "a").write_bytes(b"x" * (1 << 20))
+    for i in range(200):  # copied once, not 201 times
+        os.link(src / "a", src / f"sub/link{i}")
+    (src / "single").write_text("one\n")
+    report = copy_path(src, dst)
+    assert report.files == 202 and report.bytes == (1 << 20) + 4
+    a = os.stat(dst / "a")
+    assert a.st_nlink == 201 and a.st_ino != os.stat(src / "a").st_ino
+    assert {os.stat(dst / f"sub/link{i}").st_ino for i in range(200)} == {a.st_ino}
     (dst / "a").write_text("changed\n")
-    assert (src / "a").read_text() == (src / "b").read_text() == (dst / "b").read_text() == "shared\n"
+    assert (src / "a").read_bytes() == (src / "sub/link7").read_bytes() == b"x" * (1 << 20)
+
+
+def test_a_first_copy_replaced_in_the_destination_is_not_linked_to(
+    scratch: Path, outside: Path, hook: Callable[[Callable[[int, str], None]], None]
+) -> None:
+    src, dst = scratch / "src", scratch / "dst"
+    (src / "b").mkdir(parents=True)
+    (src / "a").write_text("the sandbox's\n")
+    os.link(src / "a", src / "b/second")
+
+    def swap(_fd: int, name: str) -> None:
+        if name == "second":  # the first copy, dst/a, becomes a link to a file outside
+            os.unlink(dst / "a")
+            os.symlink(outside / "secret.txt", dst / "a")
+
+    hook(swap)
+    copy_path(src, dst)
+    assert (dst / "b/second").read_text() == "the sandbox's\n"
+    assert os.stat(dst / "b/second").st_ino != os.stat(outside / "secret.txt").st_ino
+    assert os.stat(outside / "secret.txt").st_nlink == 1
 
 
 def test_entries_already_in_the_destination_are_replaced_not_written_through(

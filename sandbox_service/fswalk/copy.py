@@ -13,7 +13,9 @@ directory's descriptor, after removing what was there, so an existing file of th
 link to something elsewhere, say) is never written through. New directories are 0700 until they are
 complete; then they get their owner, mode and times, as files and links do: owners through the OwnerMap,
 mode and times as in the source. Extended attributes and ACLs are not copied (the copies never kept them;
-SELinux labels are set afterwards, for the target sandbox). Hard links become separate files.
+SELinux labels are set afterwards, for the target sandbox). Files linked more than once in the source are
+linked the same way in the copy (to the first copy, found again below the destination's top without
+following links), so a file of a gigabyte with a million links costs a gigabyte, not a petabyte.
 
 The walk keeps two descriptor chains (fds.DirChain), source and destination, in step: a tree of any depth
 is copied with a bounded number of open descriptors.
@@ -32,10 +34,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..errors import NotFound, SandboxError
+from .beneath import open_beneath
 from .data import copy_data
 from .fds import (
     CREATE_FLAGS,
     DIR_FLAGS,
+    PATH_FLAGS,
     DirChain,
     TreeChanged,
     lstat_at,
@@ -131,6 +135,10 @@ class _Copier:
         self.report = CopyReport()
         self.path: list[str] = []  # names from the copied entry down to the current directory
         self.dev: int | None = None
+        self.dst_top: int | None = None  # the destination's top directory, while a tree is copied
+        # files with more than one link: source (dev, ino) -> where the first copy went (path below
+        # dst_top, its dev and ino), so the other links become links to it and not copies
+        self.first_copies: dict[tuple[int, int], tuple[str, int, int]] = {}
 
     def run(self, src_dir: int, src_name: str, dst_dir: int, dst_name: str) -> None:
         opened = self._entry(src_dir, src_name, dst_dir, dst_name)
@@ -145,9 +153,11 @@ class _Copier:
         except BaseException:
             src.close()
             raise
+        self.dst_top = dst.top_fd
         try:
             self._walk(src, dst, st)
         finally:
+            self.dst_top = None
             src.close()
             dst.close()
 
@@ -210,16 +220,50 @@ class _Copier:
     def _file(self, src_dir: int, name: str, st: os.stat_result, dst_dir: int, dst_name: str) -> None:
         in_fd, st = open_file_at(src_dir, name, st)
         try:
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and self._link_to_first_copy(key, dst_dir, dst_name):
+                self.report.files += 1
+                return
             new_file = functools.partial(os.open, dst_name, CREATE_FLAGS, 0o600, dir_fd=dst_dir)
             out_fd = _create(new_file, dst_dir, dst_name)
             try:
                 self.report.bytes += copy_data(in_fd, out_fd, st)
                 self._set_meta(out_fd, None, st)
+                if st.st_nlink > 1 and self.dst_top is not None:
+                    out = os.fstat(out_fd)
+                    rel = "/".join([*self.path[1:], dst_name])
+                    self.first_copies.setdefault(key, (rel, out.st_dev, out.st_ino))
             finally:
                 os.close(out_fd)
         finally:
             os.close(in_fd)
         self.report.files += 1
+
+    def _link_to_first_copy(self, key: tuple[int, int], dst_dir: int, dst_name: str) -> bool:
+        """Make dst_name another link to the copy of the file `key` made before, if there is one (and it
+        is still what was made: reached below the destination's top without a link, same inode).
+
+        A file with a million links is then copied once, not a million times."""
+        first = self.first_copies.get(key)
+        if first is None or self.dst_top is None:
+            return False
+        rel, dev, ino = first
+        try:
+            fd = open_beneath(self.dst_top, rel, PATH_FLAGS)
+        except OSError:
+            return False  # moved or replaced meanwhile: a copy of its own then
+        try:
+            made = os.fstat(fd)
+            if (made.st_dev, made.st_ino) != (dev, ino) or not stat.S_ISREG(made.st_mode):
+                return False
+            # linkat through the descriptor's /proc entry: the file itself, not a name looked up again
+            link = functools.partial(
+                os.link, f"/proc/self/fd/{fd}", dst_name, dst_dir_fd=dst_dir, follow_symlinks=True
+            )
+            _create(link, dst_dir, dst_name)
+        finally:
+            os.close(fd)
+        return True
 
     def _link(self, src_dir: int, name: str, st: os.stat_result, dst_dir: int, dst_name: str) -> None:
         try:

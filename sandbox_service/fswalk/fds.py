@@ -118,6 +118,13 @@ class DirChain:
         return fd
 
     @property
+    def top_fd(self) -> int:
+        """The top directory's descriptor (always open)."""
+        fd = self._fds[0]
+        assert fd is not None
+        return fd
+
+    @property
     def depth(self) -> int:
         return len(self._fds) - 1
 
