@@ -361,10 +361,13 @@ def test_a_deep_tree_planted_at_the_temporary_name_is_removed_without_recursion(
         os.close(fd)
         fd = sub
     os.close(fd)
-    report = t.merge()
-    assert report.entries == (("/etc/app/mime.types", Action.UPDATED),)
-    assert (t.sandbox / "etc/app/mime.types").read_text() == "text/plain txt text\n"
-    assert sorted(os.listdir(t.sandbox / "etc/app")) == sorted(os.listdir(t.host / "etc/app"))
+    try:
+        report = t.merge()
+        assert report.entries == (("/etc/app/mime.types", Action.UPDATED),)
+        assert (t.sandbox / "etc/app/mime.types").read_text() == "text/plain txt text\n"
+        assert sorted(os.listdir(t.sandbox / "etc/app")) == sorted(os.listdir(t.host / "etc/app"))
+    finally:  # pytest's own clean-up of tmp_path recurses: it must not meet the tree if this failed
+        subprocess.run(["rm", "-rf", "--one-file-system", str(t.sandbox)], check=True)
 
 
 def test_dry_run_writes_nothing_and_reports_what_the_merge_does(t: Trees) -> None:
