@@ -15,7 +15,7 @@ complete; then they get their owner, mode and times, as files and links do: owne
 mode and times as in the source. Extended attributes and ACLs are not copied (the copies never kept them;
 SELinux labels are set afterwards, for the target sandbox). Files linked more than once in the source are
 linked the same way in the copy (to the first copy, found again below the destination's top without
-following links), so a file of a gigabyte with a million links costs a gigabyte, not a petabyte.
+following links), so a gigabyte file with 60000 links costs a gigabyte, not 60 terabytes.
 
 The walk keeps two descriptor chains (fds.DirChain), source and destination, in step: a tree of any depth
 is copied with a bounded number of open descriptors.
@@ -118,7 +118,7 @@ def copy_at(
             "copy it again (or stop the sandbox first)",
         ) from exc
     except OSError as exc:
-        at = "/".join(copier.path)
+        at = "/".join(copier.path[1:])  # [0] is src_name, which `where` ends with
         raise SandboxError(f"cannot copy {where}{'/' + at if at else ''}: {exc.strerror or exc}") from exc
     return copier.report
 
@@ -243,7 +243,7 @@ class _Copier:
         """Make dst_name another link to the copy of the file `key` made before, if there is one (and it
         is still what was made: reached below the destination's top without a link, same inode).
 
-        A file with a million links is then copied once, not a million times."""
+        A file with thousands of links is then copied once, not thousands of times."""
         first = self.first_copies.get(key)
         if first is None or self.dst_top is None:
             return False
@@ -261,6 +261,10 @@ class _Copier:
                 os.link, f"/proc/self/fd/{fd}", dst_name, dst_dir_fd=dst_dir, follow_symlinks=True
             )
             _create(link, dst_dir, dst_name)
+        except OSError as exc:
+            if exc.errno == errno.EMLINK:  # as many links as the file system allows: a copy then
+                return False
+            raise
         finally:
             os.close(fd)
         return True
