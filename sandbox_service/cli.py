@@ -34,6 +34,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+SHOWN_SKIPPED = 20  # entries a clone left out that are named one by one; a sandbox can make millions
+
 
 class _State:
     debug = False
@@ -314,8 +316,13 @@ def clone_cmd(
     from .clone import clone
 
     _need_root()
-    spec = clone(_layout(), src, dest)
-    typer.echo(f"Cloned sandbox {src} to {spec.name}; start it with: sandbox-service start {spec.name}")
+    result = clone(_layout(), src, dest)
+    name = result.spec.name
+    for skipped in result.skipped[:SHOWN_SKIPPED]:
+        typer.echo(f"left out {skipped.path}: {skipped.reason}")
+    if len(result.skipped) > SHOWN_SKIPPED:
+        typer.echo(f"left out {len(result.skipped) - SHOWN_SKIPPED} more entries (sockets, FIFOs, devices)")
+    typer.echo(f"Cloned sandbox {src} to {name}; start it with: sandbox-service start {name}")
 
 
 @app.command("enable")

@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
-from . import identity, isolation, render, security, selinux, specfile, tree
+from . import fswalk, identity, isolation, render, security, selinux, specfile, tree
 from .control import run_job, sandbox_names, units_to_wait_for
 from .discover import host as host_discovery
 from .discover import packages
@@ -232,7 +232,9 @@ def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> C
             base = staging / BASE_DIR_NAME
             base.mkdir(mode=0o700)
             for path in p.copies:
-                copied += tree.copy_path(layout.root, root, path, ids.to_host if ids else None)
+                copied += tree.copy_path(
+                    layout.root, root, path, owner=ids.shift() if ids else fswalk.identity
+                )
                 if path.startswith("/etc/"):
                     # the pristine copy `upgrade` merges against: what the host had when we copied
                     tree.copy_path(layout.root, base, path)

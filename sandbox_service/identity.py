@@ -12,10 +12,10 @@ sandbox's identity: a spec file naming a range the registry does not give that n
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import fswalk
 from .errors import AlreadyExists, InvalidInput, SandboxError
 from .paths import Layout
 from .registry import Registry
@@ -25,10 +25,6 @@ from .spec import ID_BASE_END, ID_BASE_FIRST, ID_RANGE_SIZE, check_id_base, chec
 _REGISTRY_VERSION = 1
 ACCOUNT_MAX = 32  # useradd's limit on a user name
 NOBODY = 65534
-
-
-# Maps an owner or group ID of a file being copied to the ID it gets in the copy.
-OwnerMap = Callable[[int], int]
 
 
 @dataclass(frozen=True)
@@ -44,15 +40,19 @@ class IdMap:
     def to_inner(self, host: int) -> int | None:
         return host - self.base if self.base <= host < self.base + ID_RANGE_SIZE else None
 
-    def rebase_from(self, source: IdMap) -> OwnerMap:
-        """For clone: an ID of the source sandbox's range becomes the same inner ID in this one; host
-        root's files (the launcher's) stay host root's; any other ID becomes this range's nobody."""
+    def shift(self) -> fswalk.OwnerMap:
+        """For copies from the host: host ID n becomes this range's n (an ID above it, its nobody)."""
+        return fswalk.remap(fswalk.HOST, fswalk.IdRange(self.base))
 
-        def owner(host: int) -> int:
-            if host == 0:
-                return 0
-            inner = source.to_inner(host)
-            return self.to_host(inner if inner is not None else NOBODY)
+    def rebase_from(self, source: IdMap) -> fswalk.OwnerMap:
+        """For clone: an ID of the source sandbox's range becomes the same inner ID in this one; host
+        root's files (the tree's top, the launcher's) stay host root's; any other ID becomes this range's
+        nobody."""
+        moved = fswalk.remap(fswalk.IdRange(source.base), fswalk.IdRange(self.base))
+
+        def owner(uid: int, gid: int) -> tuple[int, int]:
+            new_uid, new_gid = moved(uid, gid)
+            return (0 if uid == 0 else new_uid), (0 if gid == 0 else new_gid)
 
         return owner
 

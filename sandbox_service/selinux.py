@@ -18,6 +18,7 @@ import secrets
 from pathlib import Path
 from types import ModuleType
 
+from . import fswalk
 from .errors import InvalidInput, NotFound, PermissionDenied, SandboxError
 from .registry import Registry
 from .spec import SELinuxMode, check_name
@@ -166,8 +167,8 @@ def _parse_pairs(pairs: dict[str, object]) -> dict[str, str]:
 # File labels
 
 
-def _set_label(path: str, context: str) -> None:
-    """Label one file, or a symlink itself, never what it points to."""
+def _set_label(path: str, context: str, shown: str | None = None) -> None:
+    """Label one file, or a symlink itself, never what it points to. `shown`: the name errors give."""
     lib = _libselinux()
     try:
         if lib is not None:
@@ -180,7 +181,7 @@ def _set_label(path: str, context: str) -> None:
             # works while SELinux is disabled: it writes the same attribute; checked on Debian 12.)
             os.setxattr(path, XATTR_NAME, context.encode() + b"\0", follow_symlinks=False)
     except OSError as e:
-        raise _label_error(path, context, e) from e
+        raise _label_error(shown or path, context, e) from e
 
 
 def _label_error(path: str, context: str, e: OSError) -> SandboxError:
@@ -202,27 +203,51 @@ def _label_error(path: str, context: str, e: OSError) -> SandboxError:
 def label_tree(path: Path, level: str) -> int:
     """Label `path` and everything below it for the sandbox at `level`; return how many entries were labelled.
 
-    Symbolic links are labelled themselves and never followed, so a link pointing out of the tree cannot
-    make us relabel anything outside it.
+    The parent of `path` is opened by path; below it the tree is walked by descriptor (see label_at).
     """
-    context = file_context(level)
-    if not os.path.lexists(path):
-        raise NotFound(f"cannot label {path}: it does not exist")
-    _set_label(os.fspath(path), context)
-    count = 1
-    if path.is_symlink() or not path.is_dir():
-        return count
+    context = file_context(level)  # a bad level fails before anything is opened
+    try:
+        parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NotFound(f"cannot label {path}: it does not exist") from None
+    try:
+        if not _exists_at(parent, path.name):
+            raise NotFound(f"cannot label {path}: it does not exist")
+        return _label_entries(parent, path.name, context, str(path))
+    finally:
+        os.close(parent)
 
-    def fail(e: OSError) -> None:
-        raise _label_error(e.filename or os.fspath(path), context, e)
 
-    for dirpath, dirnames, filenames in os.walk(path, onerror=fail, followlinks=False):
-        # A symlink to a directory is listed in dirnames; os.walk does not descend into it, and
-        # lsetfilecon labels the link, not its target.
-        for entry in (*dirnames, *filenames):
-            _set_label(os.path.join(dirpath, entry), context)
+def label_at(dir_fd: int, name: str, level: str) -> int:
+    """Label the entry `name` of the directory dir_fd and everything below it; return how many entries.
+
+    The tree may be one a sandbox changes while it is labelled: it is walked by descriptor, iteratively
+    (fswalk.entries_at), each entry labelled through /proc/self/fd/N/NAME, N being the descriptor of its
+    directory, so no path in the tree is looked up again and no link is followed (lsetfilecon labels a
+    link itself). Another file system mounted inside is not entered.
+    """
+    return _label_entries(dir_fd, name, file_context(level), name)
+
+
+def _label_entries(dir_fd: int, name: str, context: str, shown: str) -> int:
+    count = 0
+    try:
+        for parent, entry, _st in fswalk.entries_at(dir_fd, name):
+            _set_label(f"/proc/self/fd/{parent}/{entry}", context, shown)
             count += 1
+    except fswalk.TreeChanged as e:
+        raise SandboxError(f"cannot label {shown}: a directory in it was moved meanwhile") from e
+    except OSError as e:
+        raise _label_error(shown, context, e) from e
     return count
+
+
+def _exists_at(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def read_label(path: Path) -> str | None:

@@ -1,20 +1,23 @@
 """Build a sandbox's private root: base directories, usr-merge links, copies of host files, and the
-directories the service expects to own. Copies keep owner, mode and times, and never follow a symlink:
-a link is copied as a link, so nothing outside the named paths is ever read through one."""
+directories the service expects to own. Copies keep owner (through an owner mapping), mode and times, and
+never follow a symlink: a link is copied as a link, so nothing outside the named paths is ever read
+through one. The walking itself is fswalk's."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import fswalk
 from .atomic import write_atomic
 from .discover.host import UsrLink
 from .errors import InvalidInput, NotFound, SandboxError
-from .identity import IdMap, OwnerMap
+from .fswalk import OwnerMap, identity
+from .fswalk.fds import DIR_FLAGS, lstat_at
+from .identity import IdMap
 from .spec import never_copied
 
 # Files every service needs to resolve users, hosts, libraries, time and certificates.
@@ -126,95 +129,79 @@ def write_tree_files(root: Path, files: dict[str, str]) -> None:
         write_atomic(target, text, mode=0o644)
 
 
-def _copy_meta(src_st: os.stat_result, dst: Path, owners: OwnerMap | None = None) -> None:
-    uid, gid = src_st.st_uid, src_st.st_gid
-    if owners is not None:
-        uid, gid = owners(uid), owners(gid)
-    os.lchown(dst, uid, gid)
-    if not stat.S_ISLNK(src_st.st_mode):
-        os.chmod(dst, stat.S_IMODE(src_st.st_mode))
-    os.utime(dst, ns=(src_st.st_atime_ns, src_st.st_mtime_ns), follow_symlinks=False)
-
-
-def _make_parents(host_root: Path, root: Path, path: str, owners: OwnerMap | None) -> None:
-    """Create the parents of path inside root, mirroring the host parents' owner and mode."""
-    parts = Path(path.lstrip("/")).parts[:-1]
-    cur = ""
-    for part in parts:
-        cur = f"{cur}/{part}"
-        dst = inside(root, cur)
-        if dst.is_symlink() or dst.exists():
-            continue
-        dst.mkdir()
-        try:
-            _copy_meta(os.lstat(inside(host_root, cur)), dst, owners)
-        except FileNotFoundError:
-            os.chmod(dst, 0o755)
-            if owners is not None:
-                os.lchown(dst, owners(0), owners(0))
-
-
-def copy_path(host_root: Path, root: Path, path: str, owners: OwnerMap | None = None) -> int:
+def copy_path(host_root: Path, root: Path, path: str, *, owner: OwnerMap = identity) -> int:
     """Copy one host path (file, link or whole directory) into root at the same place; returns the
-    number of files copied.  `owners` maps each owner and group ID (into a sandbox's ID range, say)."""
+    number of files and links copied. Missing parents are made like the host's (owner, mode, times);
+    a link among the parents already in root is followed as the sandbox would see it, never out of root.
+    Everything is copied by descriptor (fswalk): sockets, FIFOs and devices are left out."""
     src = inside(host_root, path)
+    if not os.path.lexists(src):
+        raise NotFound(f"{path} does not exist", "check the path given with --copy")
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        st = os.lstat(src)
+        parent_fd = _make_parents(host_root, root_fd, path, owner)
+    finally:
+        os.close(root_fd)
+    try:
+        src_parent = os.open(src.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            report = fswalk.copy_at(
+                src_parent,
+                src.name,
+                parent_fd,
+                src.name,
+                owner=owner,
+                shown=str(src),
+                leave_out=lambda rel: never_copied(f"{path.rstrip('/')}/{rel}"),
+            )
+        finally:
+            os.close(src_parent)
+    finally:
+        os.close(parent_fd)
+    return report.files + report.links
+
+
+def _make_parents(host_root: Path, root_fd: int, path: str, owner: OwnerMap) -> int:
+    """A descriptor of the parent of path inside root, making the missing directories on the way with the
+    owner, mode and times of the host's."""
+    parts = Path(path.lstrip("/")).parts[:-1]
+    fd = os.open(".", DIR_FLAGS, dir_fd=root_fd)
+    try:
+        for i, part in enumerate(parts):
+            st = lstat_at(fd, part)
+            if st is None:
+                os.mkdir(part, 0o755, dir_fd=fd)
+                sub = os.open(part, DIR_FLAGS, dir_fd=fd)
+                _mirror_host_dir(sub, inside(host_root, "/" + "/".join(parts[: i + 1])), owner)
+            elif stat.S_ISLNK(st.st_mode):
+                flags = DIR_FLAGS & ~os.O_NOFOLLOW  # the link itself is followed, inside root only
+                sub = fswalk.open_beneath(
+                    root_fd, "/".join(parts[: i + 1]), flags, resolve=fswalk.Resolve.IN_ROOT
+                )
+            else:
+                sub = os.open(part, DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _mirror_host_dir(fd: int, host_dir: Path, owner: OwnerMap) -> None:
+    try:
+        st = os.stat(host_dir)
     except FileNotFoundError:
-        raise NotFound(f"{path} does not exist", "check the path given with --copy") from None
-    _make_parents(host_root, root, path, owners)
-    return _copy_one(src, st, inside(root, path), owners, path)
-
-
-def _copy_one(src: Path, st: os.stat_result, dst: Path, owners: OwnerMap | None, logical: str) -> int:
-    if never_copied(logical):
-        return 0  # the host's secrets stay on the host, even inside a tree that is copied whole
-    if stat.S_ISLNK(st.st_mode):
-        if dst.is_symlink() or dst.exists():
-            _remove(dst)
-        os.symlink(os.readlink(src), dst)
-        _copy_meta(st, dst, owners)
-        return 1
-    if stat.S_ISDIR(st.st_mode):
-        if not dst.is_dir() or dst.is_symlink():
-            if dst.is_symlink() or dst.exists():
-                _remove(dst)
-            dst.mkdir()
-        count = 0
-        with os.scandir(src) as entries:
-            for entry in entries:
-                logical_child = f"{logical.rstrip('/')}/{entry.name}"
-                entry_st = entry.stat(follow_symlinks=False)
-                count += _copy_one(Path(entry.path), entry_st, dst / entry.name, owners, logical_child)
-        _copy_meta(st, dst, owners)
-        return count
-    if stat.S_ISREG(st.st_mode):
-        if dst.is_symlink():
-            dst.unlink()
-        shutil.copyfile(src, dst, follow_symlinks=False)
-        _copy_meta(st, dst, owners)
-        return 1
-    return 0  # sockets, fifos and devices belong to a running system, not to a copy
-
-
-def _remove(p: Path) -> None:
-    if p.is_dir() and not p.is_symlink():
-        remove_tree(p)
-    else:
-        p.unlink()
+        return  # made with 0755 and our own owner
+    os.fchown(fd, *owner(st.st_uid, st.st_gid))
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))
+    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def remove_tree(path: Path) -> None:
-    """Remove a directory tree without following any symlink out of it."""
-    if not path.exists() and not path.is_symlink():
-        return
-    if path.is_symlink() or not path.is_dir():
-        path.unlink()
-        return
-    # shutil.rmtree uses fd-based traversal (rmtree.avoids_symlink_attacks) and unlinks links it meets
-    if not shutil.rmtree.avoids_symlink_attacks:
-        raise SandboxError("this platform cannot remove directory trees safely")
-    shutil.rmtree(path)
+    """Remove a directory tree (or a file, or a link) by descriptor, without following any symlink out of
+    it, whatever its depth (fswalk.remove_path)."""
+    fswalk.remove_path(path)
 
 
 def lookup_ids(root: Path, user: str | None, group: str | None) -> tuple[int, int]:

@@ -349,6 +349,27 @@ def test_a_symlinked_etc_in_the_sandbox_is_never_written_through(t: Trees, tmp_p
     assert snapshot(outside) == before
 
 
+def test_a_deep_tree_planted_at_the_temporary_name_is_removed_without_recursion(t: Trees) -> None:
+    """The temporary name is predictable (it carries the PID): a sandbox can put a directory there, as
+    deep as it likes; the merge removes it by descriptor, iteratively, and writes its file."""
+    t.create()
+    write(t.host, "etc/app/mime.types", "text/plain txt text\n")
+    fd = os.open(t.sandbox / "etc/app", os.O_RDONLY | os.O_DIRECTORY)
+    for name in [f".sandbox-service-upgrade-{os.getpid()}"] + ["d"] * 2999:
+        os.mkdir(name, dir_fd=fd)
+        sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = sub
+    os.close(fd)
+    try:
+        report = t.merge()
+        assert report.entries == (("/etc/app/mime.types", Action.UPDATED),)
+        assert (t.sandbox / "etc/app/mime.types").read_text() == "text/plain txt text\n"
+        assert sorted(os.listdir(t.sandbox / "etc/app")) == sorted(os.listdir(t.host / "etc/app"))
+    finally:  # pytest's own clean-up of tmp_path recurses: it must not meet the tree if this failed
+        subprocess.run(["rm", "-rf", "--one-file-system", str(t.sandbox)], check=True)
+
+
 def test_dry_run_writes_nothing_and_reports_what_the_merge_does(t: Trees) -> None:
     t.create()
     write(t.host, "etc/app/mime.types", "changed on the host\n")

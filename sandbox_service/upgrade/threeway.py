@@ -20,8 +20,9 @@ by rename from a temporary file in the same directory. It knows nothing of specs
 # Steps are ordered so that an interrupted upgrade is finished by running it again.
 #
 # The sandbox's tree is written by its service, so it is never trusted: every file in it is reached one
-# directory at a time with O_NOFOLLOW (``*at`` calls on directory descriptors), never through a symlink,
-# and files are replaced by rename from a temporary file in the same directory.
+# directory at a time with O_NOFOLLOW (``*at`` calls on directory descriptors, fswalk.open_beneath), never
+# through a symlink, files are replaced by rename from a temporary file in the same directory, and trees
+# are removed and labelled by descriptor, iteratively (fswalk).
 
 from __future__ import annotations
 
@@ -29,23 +30,21 @@ import enum
 import errno
 import hashlib
 import os
-import shutil
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .. import selinux
+from .. import fswalk, selinux
 from ..errors import InvalidInput, SandboxError
-from ..identity import IdMap, OwnerMap
+from ..fswalk.fds import CREATE_FLAGS as _CREATE_FLAGS
+from ..fswalk.fds import DIR_FLAGS as _DIR_FLAGS
+from ..fswalk.fds import GONE as _MISSING
+from ..fswalk.fds import READ_FLAGS as _READ_FLAGS
+from ..identity import IdMap
 from ..spec import never_copied
 
 HOSTNEW_SUFFIX = ".hostnew"
-
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO swapped in cannot block
-_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_MISSING = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)  # ELOOP: O_NOFOLLOW met a symlink
 
 
 class Action(enum.Enum):
@@ -109,20 +108,21 @@ def _open_dir_at(parent_fd: int, name: str) -> int | None:
 
 
 def _open_dir(root: Path, parts: Iterable[str]) -> int | None:
-    """A descriptor of root/parts..., opened one component at a time without following any symlink."""
+    """A descriptor of root/parts..., no symlink followed on the way (None where one is, or nothing)."""
     try:
-        fd = os.open(root, _DIR_FLAGS)
+        root_fd = os.open(root, _DIR_FLAGS)
     except OSError as exc:
         if exc.errno in _MISSING:
             return None
         raise
-    for part in parts:
-        sub = _open_dir_at(fd, part)
-        os.close(fd)
-        if sub is None:
+    try:
+        return fswalk.open_beneath(root_fd, "/".join(parts), _DIR_FLAGS, resolve=fswalk.Resolve.NO_LINKS)
+    except OSError as exc:
+        if exc.errno in _MISSING:
             return None
-        fd = sub
-    return fd
+        raise
+    finally:
+        os.close(root_fd)
 
 
 def _lstat(parent_fd: int, name: str) -> os.stat_result | None:
@@ -207,21 +207,18 @@ class _Reader:
     def scan(self, tops: Iterable[str]) -> dict[str, Node]:
         """Every entry at and below the top paths (FIFOs and the like left out, as copies leave them)."""
         out: dict[str, Node] = {}
-
-        def visit(rel: str) -> None:
-            if never_copied("/" + rel):
-                return  # the host's secrets are not part of a sandbox's copies (spec.NEVER_COPIED)
-            node = self.node(rel)
-            if node is None or node.kind is NodeKind.OTHER:
-                return
-            out[rel] = node
-            if node.kind is NodeKind.DIR:
-                for name in self.names(rel):
-                    visit(f"{rel}/{name}")
-
         for top in tops:
-            if top not in out:
-                visit(top)
+            todo = [top]  # an explicit stack: no depth of tree runs out of recursion
+            while todo:
+                rel = todo.pop()
+                if rel in out or never_copied("/" + rel):
+                    continue  # the host's secrets are no part of a sandbox's copies (spec.NEVER_COPIED)
+                node = self.node(rel)
+                if node is None or node.kind is NodeKind.OTHER:
+                    continue
+                out[rel] = node
+                if node.kind is NodeKind.DIR:
+                    todo += [f"{rel}/{name}" for name in reversed(self.names(rel))]
         return out
 
     def close(self) -> None:
@@ -394,12 +391,12 @@ def _discard(parent_fd: int, name: str) -> None:
     if st is None:
         return
     if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(name, dir_fd=parent_fd)  # descriptor-based: never follows a link out of the tree
+        fswalk.remove_at(parent_fd, name)
     else:
         os.unlink(name, dir_fd=parent_fd)
 
 
-def _set_meta(fd: int, st: os.stat_result, owners: OwnerMap | None) -> None:
+def _set_meta(fd: int, st: os.stat_result, owners: fswalk.OwnerMap | None) -> None:
     os.fchown(fd, *_owned(st, owners))
     os.fchmod(fd, stat.S_IMODE(st.st_mode))  # after chown, which clears set-id bits
     os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -407,12 +404,11 @@ def _set_meta(fd: int, st: os.stat_result, owners: OwnerMap | None) -> None:
 
 def _label(parent_fd: int, name: str, level: str | None) -> None:
     if level:
-        # /proc/self/fd/N is the directory we hold open: no path component of the tree is looked up again
-        selinux.label_tree(Path(f"/proc/self/fd/{parent_fd}/{name}"), level)
+        selinux.label_at(parent_fd, name, level)
 
 
-def _owned(st: os.stat_result, owners: OwnerMap | None) -> tuple[int, int]:
-    return (st.st_uid, st.st_gid) if owners is None else (owners(st.st_uid), owners(st.st_gid))
+def _owned(st: os.stat_result, owners: fswalk.OwnerMap | None) -> tuple[int, int]:
+    return (st.st_uid, st.st_gid) if owners is None else owners(st.st_uid, st.st_gid)
 
 
 def _put(
@@ -423,7 +419,7 @@ def _put(
     *,
     ours: bool,
     level: str | None,
-    owners: OwnerMap | None = None,
+    owners: fswalk.OwnerMap | None = None,
 ) -> bool:
     """Make dst_fd/dst_name a copy of src_fd/name (file, link, or a directory's owner and mode only).
 
@@ -450,7 +446,7 @@ def _put(
     if existing is not None and stat.S_ISDIR(existing.st_mode):
         if not ours:
             return False
-        shutil.rmtree(dst_name, dir_fd=dst_fd)
+        fswalk.remove_at(dst_fd, dst_name)
     tmp = _tmp_name()
     _discard(dst_fd, tmp)
     if stat.S_ISLNK(src.st_mode):
@@ -490,7 +486,7 @@ def _remove(parent_fd: int, name: str, *, ours: bool) -> bool:
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(name, dir_fd=parent_fd)
     elif ours:
-        shutil.rmtree(name, dir_fd=parent_fd)
+        fswalk.remove_at(parent_fd, name)
     else:
         try:
             os.rmdir(name, dir_fd=parent_fd)
@@ -579,7 +575,7 @@ def _sandbox_step(plan: MergePlan, step: _Step, pfd: int, name: str, level: str 
         raise FileNotFoundError(errno.ENOENT, "no such directory on the host", "/" + step.rel)
     try:
         target = name + HOSTNEW_SUFFIX if step.op is _Op.HOSTNEW else name
-        owners = plan.ids.to_host if plan.ids else None
+        owners = plan.ids.shift() if plan.ids else None
         return _put(hfd, name, pfd, target, ours=False, level=level, owners=owners)
     finally:
         os.close(hfd)
