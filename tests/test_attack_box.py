@@ -125,10 +125,10 @@ def test_attacks_through_execute_fail(box: SystemdBox, arena: dict[str, int]) ->
 
 
 def test_attacks_from_the_service_process_fail(box: SystemdBox, arena: dict[str, int]) -> None:
-    before = tree_hash(box)
     argv = ["/usr/bin/python3", "/var/attack_inside.py", "/var/attack.json", json.dumps({"pids": arena})]
     cli(box, "create", "atksvc", "--", *argv)
     box.run(["tee", f"{BASE}/atksvc/root/var/attack_inside.py"], input=ATTACK.read_text())
+    before = tree_hash(box)
     box.run(["systemctl", "start", "sandbox-atksvc.service"])
     wait_inactive(box, "sandbox-atksvc.service")
     assert show(box, "sandbox-atksvc.service", "Result") == "success"
@@ -198,6 +198,7 @@ def test_loader_tricks_do_not_reach_the_launcher(box: SystemdBox, cleanup: list[
     assert "preload list: ''" in out  # the loader's preload list stays empty
     box.run(["systemctl", "restart", "sandbox-preload.service"])
     pid = main_pid(box, "sandbox-preload.service")
+    assert box.run(["cat", f"/proc/{pid}/comm"]).stdout.strip() == "sleep"
     environ = box.run(["cat", f"/proc/{pid}/environ"]).stdout.split("\0")
     assert "GREETING=hello" in environ  # the environment file is read...
     assert not any(v.startswith(("LD_PRELOAD=", "LD_LIBRARY_PATH=")) for v in environ)  # ...minus these
