@@ -29,7 +29,9 @@ MACROS = REPO / "packaging" / "macros.sandbox-service"
 BUILD = REPO / "packaging" / "build-rpm.sh"
 DEVEL_MAKEFILE = Path("/usr/share/selinux/devel/Makefile")
 BUSYBOX = Path("/bin/busybox")
-VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+VERSION = PYPROJECT["project"]["version"]
+DATA = PYPROJECT["tool"]["sandbox-service"]["data"]
 SITELIB = f"/usr/lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
 DATADIR = "/usr/share/sandbox-service"
 POLICY = "/usr/share/selinux/packages/sandbox_service.pp"
@@ -167,9 +169,11 @@ def test_files_are_in_standard_places(built: Built) -> None:
         f"{DATADIR}/profiles",
     }
     expected |= {f"/usr/share/man/man{p.suffix[1:]}/{p.name}.gz" for p in repo_files("man/*.[1-8]")}
-    for sub in ("templates", "unitfiles", "profiles"):
-        expected |= {f"{DATADIR}/{sub}/{p.name}" for p in repo_files(f"{sub}/*")}
+    for sub in DATA:
+        expected |= {f"{DATADIR}/{p.relative_to(REPO)}" for p in repo_files(sub, f"{sub}/**/*")}
     assert expected - files == set()
+    # the data is in one place only: moved out of the Python package, not copied
+    assert not any(f.startswith(f"{SITELIB}/sandbox_service/data") for f in files)
     assert not any(f.startswith(("/usr/local", "/etc/systemd")) for f in files), files
 
 
@@ -297,9 +301,9 @@ def test_packaged_tool_imports_and_finds_its_data(built: Built, tmp_path: Path) 
         "    if m.name != 'sandbox_service.__main__':\n"
         "        importlib.import_module(m.name)\n"
         "from sandbox_service import resources\n"
-        "print(resources._INSTALLED)\n"
-        "for d in ('templates', 'unitfiles', 'profiles'):\n"
-        "    print(resources.data_dir(d))\n"
+        "print(resources.INSTALLED)\n"
+        f"for d in {DATA!r}:\n"
+        "    print(resources.data_path(d))\n"
     )
     env = {**os.environ, "SANDBOX_SERVICE_DATADIR": str(root / DATADIR.lstrip("/"))}
     done = subprocess.run(
@@ -307,7 +311,7 @@ def test_packaged_tool_imports_and_finds_its_data(built: Built, tmp_path: Path) 
     )
     assert done.returncode == 0, done.stderr
     data = root / DATADIR.lstrip("/")
-    assert done.stdout.split() == [DATADIR, *(str(data / d) for d in ("templates", "unitfiles", "profiles"))]
+    assert done.stdout.split() == [DATADIR, *(str(data / d) for d in DATA)]
 
 
 def test_macros_in_package_are_the_source(built: Built) -> None:
