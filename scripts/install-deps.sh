@@ -45,7 +45,10 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 stamp=.venv/.deps-stamp
 if [[ ! $stamp -nt pyproject.toml ]]; then
-    .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+    # --upgrade-strategy eager: the newest dependencies from the index, as pip gives them to users,
+    # rather than the older ones Debian installs for its own package (python3-typer is 0.7); the tests
+    # that install the wheel and the .deb into a box run against Debian's.
+    .venv/bin/pip install --quiet --disable-pip-version-check --upgrade --upgrade-strategy eager -e '.[test]'
     touch "$stamp"
 fi
 

@@ -80,7 +80,10 @@ def test_tarball_is_the_source_tree(built: Rpms) -> None:
     assert all(n.startswith(top + "/") for n in names)
     for needed in (
         "pyproject.toml",
+        "setup.py",
+        "MANIFEST.in",
         "packaging/sandbox-service.spec",
+        "packaging/debian/rules",
         "packaging/macros.sandbox-service",
         "sandbox_service/cli.py",
         "selinux/sandbox_service.te",
