@@ -3,7 +3,7 @@
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: test lint deps demo clean dist rpm
+.PHONY: test lint deps demo clean dist rpm deb wheel
 
 deps:
 	bash scripts/install-deps.sh
@@ -34,6 +34,15 @@ dist:
 # rpmbuild --nodeps, because the spec's BuildRequires are Fedora names Debian's rpm database lacks).
 rpm:
 	bash packaging/build-rpm.sh dist
+
+# The Debian packages in dist/ (sandbox-service, dh-sandbox-service), built from that tarball with
+# packaging/debian/ as its debian/ (packaging/build-deb.sh: dpkg-buildpackage, then lintian).
+deb:
+	bash packaging/build-deb.sh dist
+
+# A wheel and a source distribution in dist/, as pip and PyPI take them.
+wheel:
+	$(PYTHON) -m build --no-isolation --outdir dist .
 
 # Build and tool caches; the virtualenv stays.
 clean:

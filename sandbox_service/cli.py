@@ -7,9 +7,10 @@ import sys
 import traceback
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any, Optional
 
 import typer
+import typer.core
 
 from . import __version__, control
 from .create import CreateRequest, create, plan
@@ -20,15 +21,24 @@ from .paths import Layout
 from .spec import Limits, SELinuxMode
 from .systemd import Systemd, systemd_running
 
+# Help is formatted by click, plain (rich_markup_mode=None below), with every typer.  Before 0.9 (Debian
+# 12 has 0.7) typer used rich whenever it was installed, whatever the markup mode said; this is its switch.
+if "rich" in vars(typer.core):
+    vars(typer.core)["rich"] = None
+
 app = typer.Typer(
     name="sandbox-service",
+    # Help texts are plain text, one line per paragraph (paragraphs apart by a blank line): the help
+    # formatter wraps them to the terminal, and a newline inside a paragraph would break a sentence.
+    # No markup either, so "[/tcp]" or "[ADDR:]" are shown as written (tests/test_help.py checks).
     help=(
         "Turn host systemd services into application containers built from systemd's own parts.\n\n"
-        "A sandbox is a unit sandbox-NAME.service running the wrapped program in its own root under\n"
-        "/var/lib/sandbox-service/NAME/root (host /usr shared read-only, private /etc, /var, /tmp, network\n"
+        "A sandbox is a unit sandbox-NAME.service running the wrapped program in its own root under "
+        "/var/lib/sandbox-service/NAME/root (host /usr shared read-only, private /etc, /var, /tmp, network "
         "and IPC) inside sandbox-NAME.slice. Plain systemctl works on it too."
     ),
     no_args_is_help=True,
+    rich_markup_mode=None,
     add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -62,18 +72,16 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
-    root: Annotated[
-        Path,
-        typer.Option(
-            "--root",
-            help="Work on the files of the system image in DIR (offline: nothing is started, no D-Bus).",
-            metavar="DIR",
-        ),
-    ] = Path("/"),
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    root: Path = typer.Option(
+        Path("/"),
+        "--root",
+        help="Work on the files of the system image in DIR (offline: nothing is started, no D-Bus).",
+        metavar="DIR",
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     _State.debug = debug
     _State.root = root.resolve() if root != Path("/") else root
@@ -83,109 +91,122 @@ def _main(
     "create",
     epilog=(
         "Examples:\n\n"
-        "  sandbox-service create web --unit nginx.service --now\n\n"
-        "  sandbox-service create httpd                      # means --unit httpd.service\n\n"
-        "  sandbox-service create job --memory 256M -- /usr/bin/python3 -m http.server 8000"
+        "sandbox-service create web --unit nginx.service --now\n\n"
+        "sandbox-service create httpd    # means --unit httpd.service\n\n"
+        "sandbox-service create job --memory 256M -- /usr/bin/python3 -m http.server"
     ),
 )
 def create_cmd(
-    name: Annotated[str, typer.Argument(help="Sandbox name: lowercase letters, digits, '-' and '_'.")],
-    command: Annotated[
-        list[str] | None, typer.Argument(help="A command to run instead of a host unit (after --).")
-    ] = None,
-    unit: Annotated[
-        str | None,
-        typer.Option("--unit", "-u", help="Host unit to wrap (default when no command: NAME.service)."),
-    ] = None,
-    package: Annotated[
-        list[str] | None, typer.Option("--package", "-P", help="Copy this package's /etc and /var files too.")
-    ] = None,
-    copy: Annotated[
-        list[str] | None, typer.Option("--copy", "-C", help="Copy this host path into the private tree too.")
-    ] = None,
-    user: Annotated[str | None, typer.Option("--user", help="Run the command as this user.")] = None,
-    group: Annotated[str | None, typer.Option("--group", help="Run the command with this group.")] = None,
-    memory: Annotated[
-        str | None, typer.Option("--memory", help="MemoryMax= of the sandbox's slice (e.g. 512M).")
-    ] = None,
-    cpu_quota: Annotated[str | None, typer.Option("--cpu-quota", help="CPUQuota= (e.g. 50%).")] = None,
-    cpu_weight: Annotated[int | None, typer.Option("--cpu-weight", help="CPUWeight= (1-10000).")] = None,
-    io_weight: Annotated[int | None, typer.Option("--io-weight", help="IOWeight= (1-10000).")] = None,
-    tasks_max: Annotated[int | None, typer.Option("--tasks-max", help="TasksMax= (number of tasks).")] = None,
-    run_size: Annotated[
-        str | None, typer.Option("--run-size", help="Size of the sandbox's own /run (default 32M).")
-    ] = None,
-    chroot: Annotated[
-        str | None, typer.Option("--chroot", help="Run in this tree instead of a private root sharing /usr.")
-    ] = None,
-    selinux: Annotated[SELinuxMode, typer.Option("--selinux", help="SELinux labelling.")] = SELinuxMode.AUTO,
-    network: Annotated[
-        str | None,
-        typer.Option(
-            "--network",
-            help="none (default: loopback only), host (no isolation), bridge=BR[,address=IP/N][,gateway=IP].",
-        ),
-    ] = None,
-    publish: Annotated[
-        list[str] | None,
-        typer.Option("--publish", "-p", help="[ADDR:]HOSTPORT:PORT[/tcp]: reach the sandbox from the host."),
-    ] = None,
-    allow_ip: Annotated[
-        list[str] | None, typer.Option("--allow-ip", help="IPAddressAllow= CIDR (repeatable).")
-    ] = None,
-    deny_ip: Annotated[
-        list[str] | None, typer.Option("--deny-ip", help="IPAddressDeny= CIDR (repeatable).")
-    ] = None,
-    profile: Annotated[
-        str,
-        typer.Option(
-            "--profile", help="Security profile: default, strict, trusted, nonetwork, or an admin's."
-        ),
-    ] = "default",
-    memory_deny_write_execute: Annotated[
-        bool | None,
-        typer.Option(
-            "--memory-deny-write-execute/--allow-write-execute",
-            help="Forbid writable+executable memory (breaks JIT compilers); default: as the profile says.",
-        ),
-    ] = None,
-    user_namespace: Annotated[
-        bool,
-        typer.Option(
-            "--user-namespace/--no-user-namespace",
-            help="Run the sandbox's root as a private range of unprivileged host IDs, in a user namespace "
-            "of its own (the default). --no-user-namespace runs it as the host's root: weaker, only for "
-            "services that need privileges on the host.",
-        ),
-    ] = True,
-    private_users: Annotated[
-        bool | None,
-        typer.Option(
-            "--private-users/--no-private-users",
-            help="systemd's PrivateUsers= (only with --no-user-namespace, which it cannot replace); "
-            "default: as the profile says.",
-        ),
-    ] = None,
-    max_exposure: Annotated[
-        float | None,
-        typer.Option(
-            "--max-exposure", help="Fail (and roll back) if systemd-analyze security scores above N."
-        ),
-    ] = None,
-    description: Annotated[str, typer.Option("--description", help="Text for Description=.")] = "",
-    enable: Annotated[
-        bool, typer.Option("--enable", help="Start the sandbox at boot (sandbox.target).")
-    ] = False,
-    now: Annotated[bool, typer.Option("--now", help="Start the sandbox and wait until it runs.")] = False,
-    exist_ok: Annotated[
-        bool,
-        typer.Option(
-            "--exist-ok",
-            help="Succeed if the sandbox exists with these settings, finishing an interrupted create.",
-        ),
-    ] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print every file create would write.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
+    name: str = typer.Argument(
+        ..., help="Sandbox name: lowercase letters, digits, '-' and '_'.", metavar="NAME"
+    ),
+    command: Optional[list[str]] = typer.Argument(
+        None, help="A command to run instead of a host unit (after --).", metavar="COMMAND"
+    ),
+    unit: Optional[str] = typer.Option(
+        None,
+        "--unit",
+        "-u",
+        help="Host unit to wrap (default when no command: NAME.service).",
+        metavar="UNIT",
+    ),
+    package: Optional[list[str]] = typer.Option(
+        None, "--package", "-P", help="Copy this package's /etc and /var files too.", metavar="PACKAGE"
+    ),
+    copy: Optional[list[str]] = typer.Option(
+        None, "--copy", "-C", help="Copy this host path into the private tree too.", metavar="PATH"
+    ),
+    user: Optional[str] = typer.Option(None, "--user", help="Run the command as this user.", metavar="USER"),
+    group: Optional[str] = typer.Option(
+        None, "--group", help="Run the command with this group.", metavar="GROUP"
+    ),
+    memory: Optional[str] = typer.Option(
+        None, "--memory", help="MemoryMax= of the sandbox's slice (e.g. 512M).", metavar="SIZE"
+    ),
+    cpu_quota: Optional[str] = typer.Option(
+        None, "--cpu-quota", help="CPUQuota= (e.g. 50%).", metavar="PERCENT"
+    ),
+    cpu_weight: Optional[int] = typer.Option(
+        None, "--cpu-weight", help="CPUWeight= (1-10000).", metavar="WEIGHT"
+    ),
+    io_weight: Optional[int] = typer.Option(
+        None, "--io-weight", help="IOWeight= (1-10000).", metavar="WEIGHT"
+    ),
+    tasks_max: Optional[int] = typer.Option(
+        None, "--tasks-max", help="TasksMax= (number of tasks).", metavar="N"
+    ),
+    run_size: Optional[str] = typer.Option(
+        None, "--run-size", help="Size of the sandbox's own /run (default 32M).", metavar="SIZE"
+    ),
+    chroot: Optional[str] = typer.Option(
+        None, "--chroot", help="Run in this tree instead of a private root sharing /usr.", metavar="DIR"
+    ),
+    selinux: SELinuxMode = typer.Option(
+        # the value, not the member: typer 0.7 compares a default with the choices as text
+        SELinuxMode.AUTO.value,
+        "--selinux",
+        help="SELinux labelling.",
+        metavar="auto|enabled|disabled",
+    ),
+    network: Optional[str] = typer.Option(
+        None,
+        "--network",
+        help="none (default: loopback only), host (no isolation), bridge=BR[,address=IP/N][,gateway=IP].",
+        metavar="MODE",
+    ),
+    publish: Optional[list[str]] = typer.Option(
+        None,
+        "--publish",
+        "-p",
+        help="Reach the sandbox's PORT from the host's HOSTPORT (on ADDR only, if given; /udp for UDP).",
+        metavar="[ADDR:]HOSTPORT:PORT",
+    ),
+    allow_ip: Optional[list[str]] = typer.Option(
+        None, "--allow-ip", help="IPAddressAllow= CIDR (repeatable).", metavar="CIDR"
+    ),
+    deny_ip: Optional[list[str]] = typer.Option(
+        None, "--deny-ip", help="IPAddressDeny= CIDR (repeatable).", metavar="CIDR"
+    ),
+    profile: str = typer.Option(
+        "default",
+        "--profile",
+        help="Security profile: default, strict, trusted, nonetwork, or an admin's.",
+        metavar="PROFILE",
+    ),
+    memory_deny_write_execute: Optional[bool] = typer.Option(
+        None,
+        "--memory-deny-write-execute/--allow-write-execute",
+        help="Forbid writable+executable memory (breaks JIT compilers); default: as the profile says.",
+    ),
+    user_namespace: bool = typer.Option(
+        True,
+        "--user-namespace/--no-user-namespace",
+        help="Run the sandbox's root as a private range of unprivileged host IDs, in a user namespace "
+        "of its own (the default). --no-user-namespace runs it as the host's root: weaker, only for "
+        "services that need privileges on the host.",
+    ),
+    private_users: Optional[bool] = typer.Option(
+        None,
+        "--private-users/--no-private-users",
+        help="systemd's PrivateUsers= (only with --no-user-namespace, which it cannot replace); "
+        "default: as the profile says.",
+    ),
+    max_exposure: Optional[float] = typer.Option(
+        None,
+        "--max-exposure",
+        help="Fail (and roll back) if systemd-analyze security scores above N.",
+        metavar="N",
+    ),
+    description: str = typer.Option("", "--description", help="Text for Description=.", metavar="TEXT"),
+    enable: bool = typer.Option(False, "--enable", help="Start the sandbox at boot (sandbox.target)."),
+    now: bool = typer.Option(False, "--now", help="Start the sandbox and wait until it runs."),
+    exist_ok: bool = typer.Option(
+        False,
+        "--exist-ok",
+        help="Succeed if the sandbox exists with these settings, finishing an interrupted create.",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print every file create would write."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable result."),
 ) -> None:
     """Create a sandbox from a host unit (--unit) or from a command (after --)."""
     cmd = tuple(command or ())
@@ -260,8 +281,8 @@ def create_cmd(
 
 @app.command("profiles")
 def profiles_cmd(
-    name: Annotated[str | None, typer.Argument(help="Show the directives of this profile.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    name: Optional[str] = typer.Argument(None, help="Show the directives of this profile.", metavar="NAME"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List the security profiles, or show what one sets."""
     from . import security
@@ -288,19 +309,21 @@ def profiles_cmd(
 
 @app.command("execute")
 def execute_cmd(
-    name: Annotated[str, typer.Argument(help="A running sandbox.")],
-    command: Annotated[list[str], typer.Argument(help="The command and its arguments (after --).")],
+    name: str = typer.Argument(..., help="A running sandbox.", metavar="NAME"),
+    command: list[str] = typer.Argument(
+        ..., help="The command and its arguments (after --).", metavar="COMMAND"
+    ),
 ) -> None:
-    """Run a command inside a running sandbox: same root, mounts, network, IPC, seccomp filter,
-    capabilities, SELinux label and slice as its service. Prints its output, exits with its status."""
+    """Run a command inside a running sandbox: same root, mounts, network, IPC, seccomp filter, \
+capabilities, SELinux label and slice as its service. Prints its output, exits with its status."""
     _need_root()
     raise typer.Exit(control.execute(_layout(), name, tuple(command), interactive=False))
 
 
 @app.command("connect")
 def connect_cmd(
-    name: Annotated[str, typer.Argument(help="A running sandbox.")],
-    shell: Annotated[str, typer.Option("--shell", help="The shell to start inside.")] = "/bin/sh",
+    name: str = typer.Argument(..., help="A running sandbox.", metavar="NAME"),
+    shell: str = typer.Option("/bin/sh", "--shell", help="The shell to start inside.", metavar="PATH"),
 ) -> None:
     """Open an interactive shell inside a running sandbox (as execute does, on a terminal)."""
     _need_root()
@@ -309,8 +332,8 @@ def connect_cmd(
 
 @app.command("clone")
 def clone_cmd(
-    src: Annotated[str, typer.Argument(help="The sandbox to copy.")],
-    dest: Annotated[str, typer.Argument(help="Name of the new sandbox.")],
+    src: str = typer.Argument(..., help="The sandbox to copy.", metavar="SOURCE"),
+    dest: str = typer.Argument(..., help="Name of the new sandbox.", metavar="DEST"),
 ) -> None:
     """Make a new, stopped sandbox from an existing one (private data copied, units rendered anew)."""
     from .clone import clone
@@ -326,7 +349,9 @@ def clone_cmd(
 
 
 @app.command("enable")
-def enable_cmd(names: Annotated[list[str], typer.Argument(help="Sandboxes to start at boot.")]) -> None:
+def enable_cmd(
+    names: list[str] = typer.Argument(..., help="Sandboxes to start at boot.", metavar="NAME"),
+) -> None:
     """Start sandboxes at boot (wanted by sandbox.target). Works offline with --root."""
     _need_root()
     online = control.set_enabled(_layout(), names, True)
@@ -335,35 +360,39 @@ def enable_cmd(names: Annotated[list[str], typer.Argument(help="Sandboxes to sta
 
 
 @app.command("disable")
-def disable_cmd(names: Annotated[list[str], typer.Argument(help="Sandboxes not to start at boot.")]) -> None:
+def disable_cmd(
+    names: list[str] = typer.Argument(..., help="Sandboxes not to start at boot.", metavar="NAME"),
+) -> None:
     """Stop starting sandboxes at boot (a running one keeps running). Works offline with --root."""
     _need_root()
     control.set_enabled(_layout(), names, False)
 
 
 @app.command("start")
-def start_cmd(names: Annotated[list[str], typer.Argument(help="Sandboxes to start.")]) -> None:
+def start_cmd(names: list[str] = typer.Argument(..., help="Sandboxes to start.", metavar="NAME")) -> None:
     """Start sandboxes and wait until they run (same as systemctl start sandbox-NAME)."""
     _need_root()
     control.start(_layout(), names)
 
 
 @app.command("stop")
-def stop_cmd(names: Annotated[list[str], typer.Argument(help="Sandboxes to stop.")]) -> None:
+def stop_cmd(names: list[str] = typer.Argument(..., help="Sandboxes to stop.", metavar="NAME")) -> None:
     """Stop sandboxes and wait until they stopped."""
     _need_root()
     control.stop(_layout(), names)
 
 
 @app.command("restart")
-def restart_cmd(names: Annotated[list[str], typer.Argument(help="Sandboxes to restart.")]) -> None:
+def restart_cmd(names: list[str] = typer.Argument(..., help="Sandboxes to restart.", metavar="NAME")) -> None:
     """Restart sandboxes."""
     _need_root()
     control.restart(_layout(), names)
 
 
 @app.command("reload")
-def reload_cmd(name: Annotated[str, typer.Argument(help="Sandbox whose service reloads.")]) -> None:
+def reload_cmd(
+    name: str = typer.Argument(..., help="Sandbox whose service reloads.", metavar="NAME"),
+) -> None:
     """Reload the service inside a sandbox (its ExecReload=)."""
     _need_root()
     control.reload(_layout(), name)
@@ -381,8 +410,8 @@ def _size(n: int | None) -> str:
 
 @app.command("status")
 def status_cmd(
-    name: Annotated[str, typer.Argument(help="Sandbox name.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    name: str = typer.Argument(..., help="Sandbox name.", metavar="NAME"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """State, main PID, memory, tasks, slice and paths of a sandbox."""
     st = control.status(_layout(), name)
@@ -411,7 +440,7 @@ def status_cmd(
 
 @app.command("list")
 def list_cmd(
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """All sandboxes with their state (one D-Bus call)."""
     entries = control.list_sandboxes(_layout())
@@ -425,9 +454,11 @@ def list_cmd(
 
 @app.command("logs")
 def logs_cmd(
-    name: Annotated[str, typer.Argument(help="Sandbox name.")],
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new entries.")] = False,
-    lines: Annotated[int | None, typer.Option("--lines", "-n", help="Show only the last N entries.")] = None,
+    name: str = typer.Argument(..., help="Sandbox name.", metavar="NAME"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new entries."),
+    lines: Optional[int] = typer.Option(
+        None, "--lines", "-n", help="Show only the last N entries.", metavar="N"
+    ),
 ) -> None:
     """The journal of a sandbox's units."""
     from .journal import show
@@ -438,10 +469,10 @@ def logs_cmd(
 
 @app.command("delete")
 def delete_cmd(
-    names: Annotated[list[str], typer.Argument(help="Sandboxes to delete.")],
-    keep_data: Annotated[
-        bool, typer.Option("--keep-data", help="Keep /var/lib/sandbox-service/NAME (spec and root).")
-    ] = False,
+    names: list[str] = typer.Argument(..., help="Sandboxes to delete.", metavar="NAME"),
+    keep_data: bool = typer.Option(
+        False, "--keep-data", help="Keep /var/lib/sandbox-service/NAME (spec and root)."
+    ),
 ) -> None:
     """Stop, disable and remove sandboxes (units, and their directory unless --keep-data)."""
     _need_root()
@@ -454,28 +485,30 @@ def delete_cmd(
     "upgrade",
     epilog=(
         "Examples:\n\n"
-        "  apt upgrade && sandbox-service upgrade --all\n\n"
-        "  sandbox-service upgrade web --dry-run              # what would change; writes nothing"
+        "apt upgrade && sandbox-service upgrade --all\n\n"
+        "sandbox-service upgrade web --dry-run    # what would change; writes nothing"
     ),
 )
 def upgrade_cmd(
-    names: Annotated[list[str] | None, typer.Argument(help="Sandboxes to upgrade (or --all).")] = None,
-    all_sandboxes: Annotated[bool, typer.Option("--all", help="Upgrade every sandbox.")] = False,
-    no_restart: Annotated[
-        bool,
-        typer.Option("--no-restart", help="Leave running sandboxes running on the old files and programs."),
-    ] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="List what would change; write nothing, restart nothing.")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
+    names: Optional[list[str]] = typer.Argument(
+        None, help="Sandboxes to upgrade (or --all).", metavar="NAME"
+    ),
+    all_sandboxes: bool = typer.Option(False, "--all", help="Upgrade every sandbox."),
+    no_restart: bool = typer.Option(
+        False, "--no-restart", help="Leave running sandboxes running on the old files and programs."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="List what would change; write nothing, restart nothing."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable result."),
 ) -> None:
     """Bring sandboxes up to date after the host's packages were updated.
 
-    Merges the host's changed /etc files into each sandbox's private copy, three ways (against the copy
-    taken at create): a file the sandbox did not change becomes the host's ('updated', 'added', 'removed');
-    a file changed on both sides is kept, with the host's beside it as FILE.hostnew ('conflict').
-    Then re-renders the units from the host unit, reloads systemd once and restarts running sandboxes."""
+    Merges the host's changed /etc files into each sandbox's private copy, three ways (against the \
+copy taken at create): a file the sandbox did not change becomes the host's ('updated', 'added', \
+'removed'); a file changed on both sides is kept, with the host's beside it as FILE.hostnew \
+('conflict'). Then re-renders the units from the host unit, reloads systemd once and restarts running \
+sandboxes."""
     from .upgrade import HOSTNEW_SUFFIX, Action, restart_running, upgrade
 
     _need_root()  # the merge base (NAME/base) is readable by root only, so --dry-run needs root too
@@ -556,7 +589,7 @@ def upgrade_cmd(
 def main() -> None:
     """Entry point: typer handles usage errors itself; our errors become one message, a hint, an exit code."""
     try:
-        app()
+        app(prog_name="sandbox-service")  # also when run as python -m sandbox_service
     except SandboxError as exc:
         if _State.debug:
             traceback.print_exc()

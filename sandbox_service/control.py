@@ -7,6 +7,7 @@ it handles.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -193,9 +194,18 @@ def delete(layout: Layout, names: Sequence[str], keep_data: bool = False) -> lis
     if online:
         with Systemd() as sd:
             services = [service_unit(s.name) for s in specs]
-            # stopping the slice too unloads it; everything of the sandbox runs inside it
-            run_job(sd, "stop", services + [slice_unit(s.name) for s in specs])
-            sd.disable(services)
+            # stopping the slice too unloads it; everything of the sandbox runs inside it.  A sandbox
+            # whose units are gone already (delete --keep-data, then delete: a package's purge) has
+            # nothing to stop or disable, and systemd refuses to stop a unit it cannot load.
+            in_memory = {u.name: u for u in sd.list_units(services + [slice_unit(s.name) for s in specs])}
+            to_stop = [
+                name
+                for name, u in in_memory.items()
+                if u.load_state == "loaded" or u.active_state not in ("inactive", "failed")
+            ]
+            if to_stop:
+                run_job(sd, "stop", to_stop)
+            sd.disable([svc for svc in services if os.path.lexists(layout.unit_dir / svc)])
             for s in specs:
                 removed += remove_units(layout, unit_paths[s.name], s.name)
             sd.reload()

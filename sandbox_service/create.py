@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from . import fswalk, identity, isolation, render, security, selinux, specfile, tree
 from .control import run_job, sandbox_names, units_to_wait_for
 from .discover import host as host_discovery
-from .discover import packages
+from .discover import packages, unitnames
 from .discover.unit import service_def_from_settings, unit_name_for, with_overrides
 from .discover.unitfile import load_unit_settings
 from .errors import AlreadyExists, DiscoveryFailed, InvalidInput, NotFound, SystemdUnavailable, TooExposed
@@ -101,7 +101,14 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
         raise InvalidInput("give either --unit or a command after --, not both")
     if req.unit:
         source_unit = unit_name_for(req.unit)
-        settings = _unit_settings(source_unit, layout, sd)
+        try:
+            settings = _unit_settings(source_unit, layout, sd)
+        except NotFound as exc:
+            # httpd on Debian, apache2 on Fedora: say what this system calls it
+            other_name = unitnames.hint(source_unit, layout.root, name)
+            if other_name is None:
+                raise
+            raise NotFound(exc.message, other_name) from exc
         service = service_def_from_settings(settings)
         source_package = packages.owner_of(hostinfo.package_manager, layout.root, settings.fragment_path)
         if source_package and source_package not in pkgs:

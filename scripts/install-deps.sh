@@ -11,6 +11,10 @@ packages=(
     systemd systemd-container libsystemd-dev pkg-config gcc python3-dev python3-venv
     python3-selinux nginx-light apache2 curl iproute2 selinux-policy-dev rpm groff-base
     busybox-static make semodule-utils zsh fish python3-pip python3-setuptools python3-wheel
+    # the Debian packages: their build (make deb) and, for the tests that install them into the box,
+    # what they depend on
+    debhelper dh-python pybuild-plugin-pyproject python3-all lintian
+    python3-typer python3-pystemd python3-jinja2 python3-yaml
 )
 
 # Services installed by apt (nginx, apache2, ...) must not be started on this
@@ -41,7 +45,10 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 stamp=.venv/.deps-stamp
 if [[ ! $stamp -nt pyproject.toml ]]; then
-    .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+    # --upgrade-strategy eager: the newest dependencies from the index, as pip gives them to users,
+    # rather than the older ones Debian installs for its own package (python3-typer is 0.7); the tests
+    # that install the wheel and the .deb into a box run against Debian's.
+    .venv/bin/pip install --quiet --disable-pip-version-check --upgrade --upgrade-strategy eager -e '.[test]'
     touch "$stamp"
 fi
 

@@ -18,6 +18,7 @@ Typical use::
 A command line front end lets shell scripts share the same recipe::
 
     python -m tests.box up STATE_DIR          # boot, print the leader PID, leave it running
+                                              # (--bind-ro DIR: DIR visible inside, read-only)
     python -m tests.box exec STATE_DIR -- CMD  # run CMD inside, exit with its status
     python -m tests.box down STATE_DIR        # power off and clean up
 """
@@ -606,7 +607,11 @@ def cleanup_stale_boxes() -> list[Path]:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    box = SystemdBox(args.state_dir, quiet_units=args.quiet)
+    # The checkout this module comes from is visible inside, as in the tests: a clone under /tmp
+    # would otherwise be hidden by the box's own /tmp.
+    checkout = Path(__file__).resolve().parent.parent
+    binds = [*args.bind_ro, *([checkout] if hidden_in_box(checkout) else [])]
+    box = SystemdBox(args.state_dir, quiet_units=args.quiet, read_only_binds=binds)
     box.start()
     print(box.leader)
     print(f"box up in {box.boot_seconds:.1f} s, leader PID {box.leader}", file=sys.stderr)
@@ -638,6 +643,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("state_dir", type=Path)
     up.add_argument(
         "--quiet", action="append", default=[], metavar="UNIT", help="also keep UNIT from starting at boot"
+    )
+    up.add_argument(
+        "--bind-ro",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="also make the host's DIR visible inside, read-only, at the same path",
     )
     up.set_defaults(func=_cmd_up)
     exe = sub.add_parser("exec", help="run a command inside a running box")

@@ -9,6 +9,17 @@ from pathlib import Path
 import pytest
 
 from tests.box import SystemdBox, cleanup_stale_boxes, hidden_in_box
+from tests.packagebuild import (
+    Debs,
+    Rpms,
+    Wheel,
+    build_debs,
+    build_rpms,
+    build_wheel,
+    deb_missing_tools,
+    rpm_missing_tools,
+    wheel_missing_tools,
+)
 from tests.sandboxcli import remove_sandboxes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,3 +71,30 @@ def cleanup(box: SystemdBox) -> Iterator[list[str]]:
     names: list[str] = []
     yield names
     remove_sandboxes(box, names)
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Wheel:
+    """The wheel (and source distribution) of this tree, built once per session."""
+    why = wheel_missing_tools()
+    if why:
+        pytest.skip(why)
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="session")
+def rpms(tmp_path_factory: pytest.TempPathFactory) -> Rpms:
+    """The RPMs (make rpm), built once per session."""
+    why = rpm_missing_tools()
+    if why:
+        pytest.skip(why)
+    return build_rpms(tmp_path_factory.mktemp("rpm"))
+
+
+@pytest.fixture(scope="session")
+def debs(tmp_path_factory: pytest.TempPathFactory) -> Debs:
+    """The Debian packages (make deb, lintian included), built once per session."""
+    why = deb_missing_tools()
+    if why:
+        pytest.skip(why)
+    return build_debs(tmp_path_factory.mktemp("deb"))

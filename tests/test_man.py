@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import pytest
 import typer
@@ -135,11 +135,12 @@ def test_every_command_and_option_is_in_the_man_page() -> None:
 def test_the_check_notices_an_undocumented_option() -> None:
     fake = typer.Typer()
 
+    # declared as sandbox_service/cli.py declares its options, which every typer reads
     @fake.callback()
-    def _main(root: Annotated[str, typer.Option("--root")] = "/") -> None: ...
+    def _main(root: str = typer.Option("/", "--root")) -> None: ...
 
     @fake.command("create")
-    def _create(frob: Annotated[bool, typer.Option("--frobnicate", "-F")] = False) -> None: ...
+    def _create(frob: bool = typer.Option(False, "--frobnicate", "-F")) -> None: ...
 
     @fake.command("fly")
     def _fly() -> None: ...

@@ -16,12 +16,12 @@ import stat
 import subprocess
 import sys
 import tarfile
-import time
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.packagebuild import Rpms
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "packaging" / "sandbox-service.spec"
@@ -29,64 +29,18 @@ MACROS = REPO / "packaging" / "macros.sandbox-service"
 BUILD = REPO / "packaging" / "build-rpm.sh"
 DEVEL_MAKEFILE = Path("/usr/share/selinux/devel/Makefile")
 BUSYBOX = Path("/bin/busybox")
-VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+VERSION = PYPROJECT["project"]["version"]
+DATA = PYPROJECT["tool"]["sandbox-service"]["data"]
 SITELIB = f"/usr/lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
 DATADIR = "/usr/share/sandbox-service"
 POLICY = "/usr/share/selinux/packages/sandbox_service.pp"
 
 
-PROBE_BUILD_MODULES = (
-    "import importlib.util as u, sys; "
-    "sys.exit(any(u.find_spec(m) is None for m in ('pip', 'setuptools', 'wheel')))"
-)
-
-
-@dataclass(frozen=True)
-class Built:
-    outdir: Path
-    tarball: Path
-    main: Path
-    macros: Path
-    seconds: float
-
-
-def _missing_tools() -> str | None:
-    if shutil.which("rpmbuild") is None:
-        return "rpmbuild missing (apt install rpm)"
-    if not DEVEL_MAKEFILE.exists():
-        return f"{DEVEL_MAKEFILE} missing (apt install selinux-policy-dev)"
-    probe = subprocess.run(["/usr/bin/python3", "-c", PROBE_BUILD_MODULES], capture_output=True, check=False)
-    if probe.returncode != 0:
-        return "the system Python lacks pip, setuptools or wheel (apt install python3-pip python3-wheel)"
-    return None
-
-
 @pytest.fixture(scope="session")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    """The packages, built once: a build failure fails the tests that need them, it does not skip."""
-    why = _missing_tools()
-    if why:
-        pytest.skip(why)
-    outdir = tmp_path_factory.mktemp("rpm")
-    began = time.monotonic()
-    done = subprocess.run(
-        ["bash", str(BUILD), str(outdir)], capture_output=True, text=True, timeout=600, check=False
-    )
-    seconds = time.monotonic() - began
-    tail = "\n".join(done.stderr.splitlines()[-40:])
-    assert done.returncode == 0, f"packaging/build-rpm.sh failed; the end of its log:\n{tail}"
-    release = f"{VERSION}-1.noarch.rpm"
-    b = Built(
-        outdir,
-        outdir / f"sandbox-service-{VERSION}.tar.gz",
-        outdir / f"sandbox-service-{release}",
-        outdir / f"sandbox-service-rpm-macros-{release}",
-        seconds,
-    )
-    for p in (b.tarball, b.main, b.macros):
-        assert p.is_file(), f"{p.name} not built; build output:\n{done.stdout}"
-    assert sorted(done.stdout.split()) == sorted([str(b.main), str(b.macros)])
-    return b
+def built(rpms: Rpms) -> Rpms:
+    """The packages, built once per session (tests/packagebuild.py, the fixture in conftest.py)."""
+    return rpms
 
 
 def rpm(*args: str) -> str:
@@ -118,7 +72,7 @@ def test_spec_version_is_pyproject_version() -> None:
     assert out.split() == [VERSION]
 
 
-def test_tarball_is_the_source_tree(built: Built) -> None:
+def test_tarball_is_the_source_tree(built: Rpms) -> None:
     top = f"sandbox-service-{VERSION}"
     with tarfile.open(built.tarball) as tar:
         names = set(tar.getnames())
@@ -126,7 +80,10 @@ def test_tarball_is_the_source_tree(built: Built) -> None:
     assert all(n.startswith(top + "/") for n in names)
     for needed in (
         "pyproject.toml",
+        "setup.py",
+        "MANIFEST.in",
         "packaging/sandbox-service.spec",
+        "packaging/debian/rules",
         "packaging/macros.sandbox-service",
         "sandbox_service/cli.py",
         "selinux/sandbox_service.te",
@@ -138,7 +95,7 @@ def test_tarball_is_the_source_tree(built: Built) -> None:
     assert owners == {(0, 0)}
 
 
-def test_dist_is_reproducible(built: Built, tmp_path: Path) -> None:
+def test_dist_is_reproducible(built: Rpms, tmp_path: Path) -> None:
     again = subprocess.run(
         ["bash", str(REPO / "scripts" / "make-dist.sh"), str(tmp_path)],
         capture_output=True,
@@ -151,7 +108,7 @@ def test_dist_is_reproducible(built: Built, tmp_path: Path) -> None:
 # -- what the package holds -------------------------------------------------------------------------
 
 
-def test_files_are_in_standard_places(built: Built) -> None:
+def test_files_are_in_standard_places(built: Rpms) -> None:
     files = listing(built.main)
     expected = {
         "/usr/bin/sandbox-service",
@@ -167,23 +124,25 @@ def test_files_are_in_standard_places(built: Built) -> None:
         f"{DATADIR}/profiles",
     }
     expected |= {f"/usr/share/man/man{p.suffix[1:]}/{p.name}.gz" for p in repo_files("man/*.[1-8]")}
-    for sub in ("templates", "unitfiles", "profiles"):
-        expected |= {f"{DATADIR}/{sub}/{p.name}" for p in repo_files(f"{sub}/*")}
+    for sub in DATA:
+        expected |= {f"{DATADIR}/{p.relative_to(REPO)}" for p in repo_files(sub, f"{sub}/**/*")}
     assert expected - files == set()
+    # the data is in one place only: moved out of the Python package, not copied
+    assert not any(f.startswith(f"{SITELIB}/sandbox_service/data") for f in files)
     assert not any(f.startswith(("/usr/local", "/etc/systemd")) for f in files), files
 
 
-def test_every_module_is_packaged(built: Built) -> None:
+def test_every_module_is_packaged(built: Rpms) -> None:
     files = listing(built.main)
     modules = {f"{SITELIB}/{p.relative_to(REPO)}" for p in repo_files("sandbox_service/**/*.py")}
     assert modules - files == set(), "pyproject.toml must list every package under sandbox_service/"
 
 
-def test_macros_package(built: Built) -> None:
+def test_macros_package(built: Rpms) -> None:
     assert listing(built.macros) == {"/usr/lib/rpm/macros.d/macros.sandbox-service"}
 
 
-def test_scriptlets_are_guarded(built: Built) -> None:
+def test_scriptlets_are_guarded(built: Rpms) -> None:
     scripts = rpm("-qp", "--scripts", str(built.main))
     post = scripts.split("postinstall scriptlet")[1].split("postuninstall scriptlet")[0]
     postun = scripts.split("postuninstall scriptlet")[1]
@@ -237,7 +196,7 @@ needs_root_and_busybox = pytest.mark.skipif(
 
 
 @needs_root_and_busybox
-def test_install_and_erase_without_selinux(built: Built, tmp_path: Path) -> None:
+def test_install_and_erase_without_selinux(built: Rpms, tmp_path: Path) -> None:
     root = scratch_root(tmp_path)
     done = transaction(root, "-i", "--nodeps", str(built.main))
     assert done.returncode == 0, done.stderr
@@ -251,7 +210,7 @@ def test_install_and_erase_without_selinux(built: Built, tmp_path: Path) -> None
 
 @needs_root_and_busybox
 @pytest.mark.parametrize("status", [0, 1])
-def test_policy_module_scriptlets(built: Built, tmp_path: Path, status: int) -> None:
+def test_policy_module_scriptlets(built: Rpms, tmp_path: Path, status: int) -> None:
     """With SELinux set up and enabled the module is installed, loaded and removed; when every SELinux
     tool fails, the transaction still succeeds."""
     root = scratch_root(tmp_path)
@@ -279,7 +238,7 @@ def test_policy_module_scriptlets(built: Built, tmp_path: Path, status: int) -> 
 
 
 @needs_root_and_busybox
-def test_packaged_tool_imports_and_finds_its_data(built: Built, tmp_path: Path) -> None:
+def test_packaged_tool_imports_and_finds_its_data(built: Rpms, tmp_path: Path) -> None:
     """The installed files work together: every module imports (the dependencies come from this test's
     Python) and the data is found in /usr/share/sandbox-service (here: under the scratch root)."""
     root = scratch_root(tmp_path)
@@ -297,9 +256,9 @@ def test_packaged_tool_imports_and_finds_its_data(built: Built, tmp_path: Path) 
         "    if m.name != 'sandbox_service.__main__':\n"
         "        importlib.import_module(m.name)\n"
         "from sandbox_service import resources\n"
-        "print(resources._INSTALLED)\n"
-        "for d in ('templates', 'unitfiles', 'profiles'):\n"
-        "    print(resources.data_dir(d))\n"
+        "print(resources.INSTALLED)\n"
+        f"for d in {DATA!r}:\n"
+        "    print(resources.data_path(d))\n"
     )
     env = {**os.environ, "SANDBOX_SERVICE_DATADIR": str(root / DATADIR.lstrip("/"))}
     done = subprocess.run(
@@ -307,10 +266,10 @@ def test_packaged_tool_imports_and_finds_its_data(built: Built, tmp_path: Path) 
     )
     assert done.returncode == 0, done.stderr
     data = root / DATADIR.lstrip("/")
-    assert done.stdout.split() == [DATADIR, *(str(data / d) for d in ("templates", "unitfiles", "profiles"))]
+    assert done.stdout.split() == [DATADIR, *(str(data / d) for d in DATA)]
 
 
-def test_macros_in_package_are_the_source(built: Built) -> None:
+def test_macros_in_package_are_the_source(built: Rpms) -> None:
     with built.macros.open("rb") as package:
         tgz = subprocess.run(["rpm2archive", "-"], stdin=package, capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(tgz)) as tar:
