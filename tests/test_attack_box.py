@@ -198,7 +198,11 @@ def test_loader_tricks_do_not_reach_the_launcher(box: SystemdBox, cleanup: list[
     assert "preload list: ''" in out  # the loader's preload list stays empty
     box.run(["systemctl", "restart", "sandbox-preload.service"])
     pid = main_pid(box, "sandbox-preload.service")
-    assert box.run(["cat", f"/proc/{pid}/comm"]).stdout.strip() == "sleep"
+    # the start job is done once the launcher runs; wait for it to have become the service's program
+    deadline = time.monotonic() + 30
+    while box.run(["cat", f"/proc/{pid}/comm"]).stdout.strip() != "sleep":
+        assert time.monotonic() < deadline, "the launcher did not run the service's program"
+        time.sleep(0.1)
     environ = box.run(["cat", f"/proc/{pid}/environ"]).stdout.split("\0")
     assert "GREETING=hello" in environ  # the environment file is read...
     assert not any(v.startswith(("LD_PRELOAD=", "LD_LIBRARY_PATH=")) for v in environ)  # ...minus these
