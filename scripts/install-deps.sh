@@ -11,6 +11,7 @@ packages=(
     systemd systemd-container libsystemd-dev pkg-config gcc python3-dev python3-venv
     python3-selinux nginx-light apache2 curl iproute2 selinux-policy-dev rpm groff-base
     busybox-static make semodule-utils zsh fish python3-pip python3-setuptools python3-wheel
+    debootstrap debian-archive-keyring
 )
 
 # Services installed by apt (nginx, apache2, ...) must not be started on this
@@ -54,3 +55,6 @@ if [[ ! -e $policy_cache/usr/share/selinux/default/base.pp.bz2 ]]; then
     (cd "$policy_cache" && apt-get download selinux-policy-default >/dev/null && dpkg-deb -x selinux-policy-default_*.deb .) \
         || echo "install-deps: could not unpack selinux-policy-default; the policy link test will be skipped" >&2
 fi
+
+# The Debian 13 tree the box tests boot as their second systemd (257); cached in .cache/trixie.
+bash scripts/build-trixie.sh
