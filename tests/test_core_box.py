@@ -10,14 +10,13 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.box import SystemdBox
-from tests.sandboxcli import BASE, TOOL, UNIT_DIR, cli, show
+from tests.sandboxcli import BASE, HOST_TOOL, TYPER_ENUM_DEFAULT_257, UNIT_DIR, cli, reloads, show
 
 pytestmark = pytest.mark.box
 
@@ -33,6 +32,7 @@ def sha256_of(box: SystemdBox, path: str) -> str:
     return hashlib.sha256(box.run(["cat", path]).stdout.encode()).hexdigest()
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 @pytest.mark.parametrize(
     "host_unit, name",
     [("nginx.service", "web"), ("apache2.service", "httpd")],
@@ -121,6 +121,7 @@ def test_wrapped_web_server(box: SystemdBox, cleanup: list[str], host_unit: str,
     assert sha256_of(box, fragment) == before_hash
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_forking_pid_file_start_stop_via_tool(box: SystemdBox, cleanup: list[str]) -> None:
     """Type=forking with PIDFile=/run/...: systemd must find the PID the daemon writes inside its root."""
     cleanup.append("pidweb")
@@ -134,6 +135,7 @@ def test_forking_pid_file_start_stop_via_tool(box: SystemdBox, cleanup: list[str
     assert show(box, "sandbox-pidweb.service", "Result") == "success"
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_arguments_reach_the_program_exactly(box: SystemdBox, cleanup: list[str]) -> None:
     """Escaping proven against systemd itself: the program receives the argv the user typed."""
     words = [
@@ -169,6 +171,7 @@ def test_arguments_reach_the_program_exactly(box: SystemdBox, cleanup: list[str]
     assert got == words
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_bad_input_writes_nothing(box: SystemdBox, cleanup: list[str]) -> None:
     box.write_file(
         f"{UNIT_DIR}/dyn-test.service", "[Service]\nDynamicUser=yes\nExecStart=/usr/bin/sleep 60\n"
@@ -208,7 +211,7 @@ def test_bad_input_writes_nothing(box: SystemdBox, cleanup: list[str]) -> None:
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
-            *TOOL,
+            *box.tool_argv,
             "create",
             "nonroot",
             "--unit",
@@ -219,6 +222,7 @@ def test_bad_input_writes_nothing(box: SystemdBox, cleanup: list[str]) -> None:
     assert done.returncode == 5 and "root" in done.stderr
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_failed_start_rolls_everything_back(box: SystemdBox) -> None:
     box.write_file(
         f"{UNIT_DIR}/broken-test.service",
@@ -235,6 +239,7 @@ def test_failed_start_rolls_everything_back(box: SystemdBox) -> None:
     assert show(box, "sandbox-broken.service", "LoadState") == "not-found"
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_dry_run_writes_nothing(box: SystemdBox) -> None:
     before = snapshot(box)
     rc, out, _err = cli(box, "create", "dry", "--unit", "nginx", "--dry-run")
@@ -252,7 +257,7 @@ def test_systemd_not_running_is_explained(tmp_path: Path) -> None:
     (root / "etc/systemd/system").mkdir(parents=True)
     (root / "usr/bin").mkdir(parents=True)
     shutil.copy2("/usr/bin/sleep", root / "usr/bin/sleep")
-    base = [*TOOL, "--root", str(root)]
+    base = [*HOST_TOOL, "--root", str(root)]
     done = subprocess.run(
         [*base, "create", "job", "--now", "--", "/usr/bin/sleep", "9"], capture_output=True, text=True
     )
@@ -266,22 +271,17 @@ def test_systemd_not_running_is_explained(tmp_path: Path) -> None:
     assert done.returncode == 6 and "systemd is not running" in done.stderr and "hint:" in done.stderr
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_one_reload_for_many_sandboxes(box: SystemdBox) -> None:
     for n in ("multi-a", "multi-b", "multi-c"):
         cli(box, "create", n, "--", "/usr/bin/sleep", "300")
-
-    def reloads() -> int:
-        out = box.run(["journalctl", "_PID=1", "-o", "cat", "--no-pager"]).stdout
-        return sum(1 for line in out.splitlines() if line.startswith("Reloading"))
-
-    box.run(["journalctl", "--sync"])
-    first = reloads()
+    first = reloads(box)
     cli(box, "start", "multi-a", "multi-b", "multi-c")
     cli(box, "delete", "multi-a", "multi-b", "multi-c")
-    box.run(["journalctl", "--sync"])
-    assert reloads() == first + 1
+    assert reloads(box) == first + 1
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_enable_logs_and_reload(box: SystemdBox, cleanup: list[str]) -> None:
     cleanup.append("boot")
     cli(box, "create", "boot", "--unit", "nginx", "--enable", "--now")
@@ -332,7 +332,7 @@ def test_selinux_mcs_pairs(box: SystemdBox, cleanup: list[str]) -> None:
         levels[n] = level
         unit = box.run(["cat", f"{UNIT_DIR}/sandbox-{n}.service"]).stdout
         assert f"SELinuxContext=system_u:system_r:sandbox_service_t:{level}\n" in unit
-        labels = json.loads(box.run([sys.executable, "-c", LABEL_SCRIPT, f"{BASE}/{n}"]).stdout)
+        labels = json.loads(box.run([*box.python_argv, "-c", LABEL_SCRIPT, f"{BASE}/{n}"]).stdout)
         assert labels == [f"system_u:object_r:sandbox_service_file_t:{level}"]
         assert json.loads(cli(box, "status", n, "--json")[1])["selinux_context"].endswith(level)
     assert levels["mcs-a"] != levels["mcs-b"]
@@ -350,6 +350,7 @@ def test_selinux_mcs_pairs(box: SystemdBox, cleanup: list[str]) -> None:
     assert "SELinuxContext" not in box.run(["cat", f"{UNIT_DIR}/sandbox-plain.service"]).stdout
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_exist_ok_is_idempotent_and_finishes_the_job(box: SystemdBox) -> None:
     cli(box, "create", "again", "--unit", "nginx", "--memory", "128M")
     try:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.box import SystemdBox
-from tests.sandboxcli import BASE, UNIT_DIR, cli, show
+from tests.sandboxcli import BASE, TYPER_ENUM_DEFAULT_257, UNIT_DIR, cli, show
 from tests.test_core_box import snapshot
 
 pytestmark = pytest.mark.box
@@ -83,6 +83,7 @@ def bridge(box: SystemdBox) -> Iterator[str]:
     box.run(["ip", "link", "delete", BRIDGE], check=False)
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_published_nginx(box: SystemdBox, cleanup: list[str]) -> None:
     """--publish 8080:80: HTTP on the box's 127.0.0.1:8080 through restarts, daemon-reloads and a boot-like
     start of sandbox.target; nothing on the host side once stopped or deleted."""
@@ -137,6 +138,7 @@ def test_published_nginx(box: SystemdBox, cleanup: list[str]) -> None:
     assert box.run(["sh", "-c", f"ls {UNIT_DIR} | grep -c '^sandbox-{name}' || true"]).stdout.strip() == "0"
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_unpublished_and_loopback_only_sandboxes_are_unreachable(box: SystemdBox, cleanup: list[str]) -> None:
     """Without --publish nothing reaches a sandbox from the host side, and two --network none sandboxes
     cannot reach each other's loopback services."""
@@ -155,6 +157,7 @@ def test_unpublished_and_loopback_only_sandboxes_are_unreachable(box: SystemdBox
     assert get(box, "http://127.0.0.1:8001/") is None and get(box, "http://127.0.0.1:8002/") is None
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_two_sandboxes_on_a_bridge(box: SystemdBox, cleanup: list[str], bridge: str) -> None:
     cleanup += ["bra", "brb"]
     cli(
@@ -207,6 +210,7 @@ def test_two_sandboxes_on_a_bridge(box: SystemdBox, cleanup: list[str], bridge: 
     assert box.run(["ip", "netns", "list"]).stdout.strip() == ""
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_bridge_without_address(box: SystemdBox, cleanup: list[str], bridge: str) -> None:
     """Addressing is left to the service: eth0 is up in the bridge, without an IPv4 address."""
     cleanup.append("brdhcp")
@@ -216,6 +220,7 @@ def test_bridge_without_address(box: SystemdBox, cleanup: list[str], bridge: str
     assert "sb-brdhcp" in box.run(["ip", "-br", "link", "show", "master", bridge]).stdout
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_host_network(box: SystemdBox, cleanup: list[str]) -> None:
     cleanup.append("hostnet")
     cli(box, "create", "hostnet", "--network", "host", "--now", "--", *http_server("127.0.0.1", 8097))
@@ -228,6 +233,7 @@ def test_host_network(box: SystemdBox, cleanup: list[str]) -> None:
     assert "Network:     host (shares the host's network: no network isolation)" in out
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_published_udp(box: SystemdBox, cleanup: list[str]) -> None:
     """UDP through the relay: answers reach each asker, across a restart and a daemon-reload."""
     cleanup.append("uecho")
@@ -265,6 +271,7 @@ def test_published_udp(box: SystemdBox, cleanup: list[str]) -> None:
     assert ask("five") is None
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_ip_filters_reach_the_unit(box: SystemdBox, cleanup: list[str]) -> None:
     cleanup.append("ipf")
     cli(
@@ -289,6 +296,7 @@ def test_ip_filters_reach_the_unit(box: SystemdBox, cleanup: list[str]) -> None:
     }
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_bad_network_input_writes_nothing(box: SystemdBox, cleanup: list[str]) -> None:
     cleanup.append("holder")
     cli(box, "create", "holder", "--publish", "8095:80", "--", "/usr/bin/sleep", "300")

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from tests.box import SystemdBox
-from tests.sandboxcli import BASE, cli, show
-from tests.sandboxcli import TOOL as TOOL_ARGV
+from tests.sandboxcli import BASE, TYPER_ENUM_DEFAULT_257, cli, show
 
 pytestmark = pytest.mark.box
 
@@ -23,6 +21,7 @@ def status_fields(box: SystemdBox, pid: str | int) -> dict[str, str]:
     return {k: v.strip() for k, v in (line.split(":", 1) for line in text.splitlines() if ":" in line)}
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_generic_http_server_and_execute(box: SystemdBox) -> None:
     cli(box, "create", "gen", "--now", "--", "/usr/bin/python3", "-c", SERVER)
     try:
@@ -57,6 +56,7 @@ def test_generic_http_server_and_execute(box: SystemdBox) -> None:
         cli(box, "delete", "gen")
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_execute_on_a_stopped_sandbox_fails_clearly(box: SystemdBox) -> None:
     cli(box, "create", "idle", "--", "/usr/bin/sleep", "60")
     try:
@@ -66,9 +66,10 @@ def test_execute_on_a_stopped_sandbox_fails_clearly(box: SystemdBox) -> None:
         cli(box, "delete", "idle")
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_chroot_sandbox_runs_from_its_own_tree(box: SystemdBox) -> None:
-    busybox = shutil.which("busybox")
-    assert busybox, "busybox-static is installed by scripts/install-deps.sh"
+    busybox = box.run(["sh", "-c", "command -v busybox"], check=False).stdout.strip()
+    assert busybox, "busybox-static is installed by scripts/install-deps.sh and scripts/build-trixie.sh"
     tree = "/srv/chroot-test"
     box.run(["mkdir", "-p", f"{tree}/bin", f"{tree}/out"])
     box.run(["cp", busybox, f"{tree}/bin/busybox"])
@@ -124,11 +125,12 @@ def test_clone_of_a_running_nginx(box: SystemdBox) -> None:
         cli(box, "delete", "orig", "copy", check=False)
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_connect_opens_a_shell_inside(box: SystemdBox) -> None:
     cli(box, "create", "shell", "--now", "--", "/usr/bin/sleep", "300")
     try:
         pid = show(box, "sandbox-shell.service", "MainPID")
-        tool = " ".join(["/usr/bin/env", *TOOL_ARGV, "connect", "shell"])
+        tool = " ".join([*box.tool_argv, "connect", "shell"])
         # script(1) gives connect the terminal an interactive shell needs; the commands are typed only
         # once the shell inside had time to start, as a person would
         typed = "sleep 2; printf 'readlink /proc/self/ns/net; exit 3\\n'; sleep 5"

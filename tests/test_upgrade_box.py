@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.box import SystemdBox
-from tests.sandboxcli import BASE, UNIT_DIR, cli, show
+from tests.sandboxcli import BASE, TYPER_ENUM_DEFAULT_257, UNIT_DIR, cli, reloads, show
 
 pytestmark = pytest.mark.box
 
@@ -45,12 +45,6 @@ def snapshot(box: SystemdBox, name: str) -> str:
     return box.run(["sh", "-c", script, "sh", *paths]).stdout
 
 
-def reloads(box: SystemdBox) -> int:
-    box.run(["journalctl", "--sync"])
-    out = box.run(["journalctl", "_PID=1", "-o", "cat", "--no-pager"]).stdout
-    return sum(1 for line in out.splitlines() if line.startswith("Reloading"))
-
-
 @pytest.fixture()
 def keep(box: SystemdBox) -> Iterator[Callable[[str], None]]:
     """keep(PATH) saves a host file of the box (owner, mode, times, content); it is put back afterwards."""
@@ -67,6 +61,7 @@ def keep(box: SystemdBox) -> Iterator[Callable[[str], None]]:
     box.run(["rm", "-rf", SAVED], check=False)
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_upgrade_merges_host_changes_and_restarts(
     box: SystemdBox, cleanup: list[str], keep: Callable[[str], None]
 ) -> None:
@@ -115,6 +110,7 @@ def test_upgrade_merges_host_changes_and_restarts(
     assert s["entries"] == [] and s["units"] == [] and not s["restarted"]
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_upgrade_picks_up_a_changed_host_unit(box: SystemdBox, cleanup: list[str]) -> None:
     """A drop-in added to the host unit reaches the sandbox's unit and spec; one reload, no restart."""
     name = "upunit"
@@ -142,6 +138,7 @@ def test_upgrade_picks_up_a_changed_host_unit(box: SystemdBox, cleanup: list[str
         box.run(["systemctl", "daemon-reload"])
 
 
+@pytest.mark.xfail_systemd("257", reason=TYPER_ENUM_DEFAULT_257)
 def test_upgrade_offline_merges_but_tells_systemd_nothing(box: SystemdBox, cleanup: list[str]) -> None:
     """With --root (here: the box's own root bound to another directory) files and units are merged
     and written, and systemd is neither reloaded nor asked to restart anything."""
