@@ -94,8 +94,10 @@ IMAGES: Mapping[str, BoxImage] = {
         # The host's cgroups are a hybrid hierarchy; for systemd 252 the legacy layout is what works here.
         # The virtualenv's Python runs the tool: it is on the host's root, and knows the checkout.
         BoxImage("252", "the host's root (Debian 12)", Path("/"), False, sys.executable, None),
-        # systemd 257 refuses the legacy layout.  No virtualenv there: Debian's Python and the
-        # Debian packages of the tool's dependencies that the tree was built with.
+        # The unified layout, as on a Debian 13 machine: systemd 257 still boots on the legacy one in a
+        # container, but marks itself tainted ("cgroupsv1") and, outside containers, refuses it unless
+        # forced.  No virtualenv there: Debian's Python and the Debian packages of the tool's
+        # dependencies that the tree was built with.
         BoxImage(
             "257",
             "the Debian 13 tree",
