@@ -15,6 +15,8 @@ packages=(
     # what they depend on
     debhelper dh-python pybuild-plugin-pyproject python3-all lintian
     python3-typer python3-pystemd python3-jinja2 python3-yaml
+    # the second systemd of the box tests: a Debian 13 tree (scripts/build-trixie.sh)
+    debootstrap debian-archive-keyring
 )
 
 # Services installed by apt (nginx, apache2, ...) must not be started on this
@@ -61,3 +63,6 @@ if [[ ! -e $policy_cache/usr/share/selinux/default/base.pp.bz2 ]]; then
     (cd "$policy_cache" && apt-get download selinux-policy-default >/dev/null && dpkg-deb -x selinux-policy-default_*.deb .) \
         || echo "install-deps: could not unpack selinux-policy-default; the policy link test will be skipped" >&2
 fi
+
+# The Debian 13 tree the box tests boot as their second systemd (257); cached in .cache/trixie.
+bash scripts/build-trixie.sh

@@ -1,26 +1,36 @@
 """A throwaway systemd machine for integration tests.
 
-``SystemdBox`` boots the host's own systemd inside ``systemd-nspawn`` on a
-writable copy of the host's root file system, so tests can install, start and
-break real units without touching the host.
+``SystemdBox`` boots a systemd inside ``systemd-nspawn`` on a writable copy of
+an operating system tree, so tests can install, start and break real units
+without touching the host.  Two images (:data:`IMAGES`), named after the
+systemd they boot:
 
-The copy is an overlay: the host ``/`` is the read-only lower layer and a tmpfs
+- ``252``: the host's own root file system (Debian 12);
+- ``257``: the Debian 13 tree that ``scripts/build-trixie.sh`` builds into
+  ``.cache/trixie/root``.
+
+The copy is an overlay: the image is the read-only lower layer and a tmpfs
 holds the upper layer, so every write made inside the box (or through
 :meth:`SystemdBox.write_file`) vanishes at teardown.  systemd must never be
 booted in a bare namespace over the host file system: its boot-time tmpfiles
 clean-up would, among other things, empty the host's ``/tmp``.
 
+The checkout is visible inside at its own path, and :attr:`SystemdBox.tool_argv`
+runs the tool from it (with the virtualenv's Python on the host image, with the
+tree's ``/usr/bin/python3`` on the Debian 13 one).
+
 Typical use::
 
-    with SystemdBox() as box:
+    with SystemdBox(image="257") as box:
         box.run(["systemctl", "start", "nginx.service"])
+        box.run([*box.tool_argv, "list"])
 
 A command line front end lets shell scripts share the same recipe::
 
-    python -m tests.box up STATE_DIR          # boot, print the leader PID, leave it running
-                                              # (--bind-ro DIR: DIR visible inside, read-only)
-    python -m tests.box exec STATE_DIR -- CMD  # run CMD inside, exit with its status
-    python -m tests.box down STATE_DIR        # power off and clean up
+    python -m tests.box up STATE_DIR [--systemd 257]  # boot, print the leader PID, leave it running
+                                                       # (--bind-ro DIR: DIR visible inside, read-only)
+    python -m tests.box exec STATE_DIR -- CMD          # run CMD inside, exit with its status
+    python -m tests.box down STATE_DIR                 # power off and clean up
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -42,12 +53,63 @@ from typing import Self
 
 __all__ = [
     "DEFAULT_QUIET_UNITS",
+    "IMAGES",
+    "REPO",
     "BoxCommandError",
     "BoxError",
+    "BoxImage",
     "SystemdBox",
     "cleanup_stale_boxes",
     "hidden_in_box",
 ]
+
+#: The checkout; the box shows it at the same path, and the tool runs from it.
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class BoxImage:
+    """An operating system tree a box boots, and how the tool runs inside it."""
+
+    #: The version of the systemd it boots; also its name (test ids, ``--systemd``).
+    systemd: str
+    description: str
+    #: The overlay's lower layer.
+    root: Path
+    #: systemd-nspawn's cgroup layout: the unified hierarchy (cgroup v2 only), or the legacy one.
+    unified_cgroups: bool
+    #: The Python that runs the tool inside, and the PYTHONPATH it needs (None: it finds the tool itself).
+    python: str
+    pythonpath: str | None
+
+    def missing(self) -> str | None:
+        """Why this image cannot be booted here, or None."""
+        if not (self.root / "usr/lib/systemd/systemd").exists():
+            return f"{self.description} is not built: no systemd in {self.root} (run scripts/build-trixie.sh)"
+        return None
+
+
+IMAGES: Mapping[str, BoxImage] = {
+    image.systemd: image
+    for image in (
+        # The host's cgroups are a hybrid hierarchy; for systemd 252 the legacy layout is what works here.
+        # The virtualenv's Python runs the tool: it is on the host's root, and knows the checkout.
+        BoxImage("252", "the host's root (Debian 12)", Path("/"), False, sys.executable, None),
+        # The unified layout, as on a Debian 13 machine: systemd 257 still boots on the legacy one in a
+        # container, but marks itself tainted ("cgroupsv1") and, outside containers, refuses it unless
+        # forced.  No virtualenv there: Debian's Python and the Debian packages of the tool's
+        # dependencies that the tree was built with.
+        BoxImage(
+            "257",
+            "the Debian 13 tree",
+            REPO / ".cache" / "trixie" / "root",
+            True,
+            "/usr/bin/python3",
+            str(REPO),
+        ),
+    )
+}
+DEFAULT_IMAGE = "252"
 
 #: Host services that the tests wrap; their ``*.wants/`` links are removed in the
 #: box so they stay down until a test starts them (their unit files are kept).
@@ -173,18 +235,27 @@ class SystemdBox:
         self,
         state_dir: str | os.PathLike[str] | None = None,
         *,
+        image: str | BoxImage = DEFAULT_IMAGE,
         quiet_units: Sequence[str] = (),
         read_only_binds: Sequence[str | os.PathLike[str]] = (),
         boot_timeout: float = BOOT_TIMEOUT,
         before_boot: Callable[[Path], None] | None = None,
     ) -> None:
-        """``before_boot`` is called with the prepared root (the merged overlay) before systemd boots:
+        """``image`` is a key of :data:`IMAGES` (the systemd version) or an image.
+
+        ``before_boot`` is called with the prepared root (the merged overlay) before systemd boots:
         a test can install things into the image offline and then see what the booted system does."""
+        self.image = IMAGES[image] if isinstance(image, str) else image
         if state_dir is None:
-            state_dir = STATE_PARENT / f"{STATE_PREFIX}{os.getpid()}"
+            state_dir = STATE_PARENT / f"{STATE_PREFIX}{os.getpid()}-{self.image.systemd}"
         self.state_dir = Path(state_dir).absolute()
         self.quiet_units = tuple(dict.fromkeys((*DEFAULT_QUIET_UNITS, *quiet_units)))
-        self.read_only_binds = tuple(str(Path(p).absolute()) for p in read_only_binds)
+        # The checkout at its own path: on another image it is not there at all, and on the host's root a
+        # checkout under /tmp would be hidden by the box's own /tmp.
+        binds = list(read_only_binds)
+        if self.image.root != Path("/") or hidden_in_box(REPO):
+            binds.append(REPO)
+        self.read_only_binds = tuple(dict.fromkeys(str(Path(p).absolute()) for p in binds))
         self.boot_timeout = boot_timeout
         self.before_boot = before_boot
         #: Seconds from starting systemd-nspawn to "running"/"degraded"; set by start().
@@ -199,6 +270,21 @@ class SystemdBox:
     def merged(self) -> Path:
         """The box's root directory as seen from the host."""
         return self.state_dir / "merged"
+
+    @property
+    def python_argv(self) -> list[str]:
+        """The command line that starts a Python inside the box which can import the tool's package."""
+        if self.image.pythonpath is None:
+            return [self.image.python]
+        return ["/usr/bin/env", f"PYTHONPATH={self.image.pythonpath}", self.image.python]
+
+    @property
+    def tool_argv(self) -> list[str]:
+        """The command line that runs sandbox-service (from the checkout) inside the box.
+
+        Its first word is an absolute path to an executable, as the RPM macros' "is it installed" guard
+        expects of ``%__sandbox_service``."""
+        return [*self.python_argv, "-m", "sandbox_service"]
 
     @property
     def console_log(self) -> Path:
@@ -258,6 +344,9 @@ class SystemdBox:
             raise
 
     def _prepare(self) -> None:
+        why = self.image.missing()
+        if why is not None:
+            raise BoxError(why)
         if str(self.state_dir) in _mount_points():
             raise BoxError(f"{self.state_dir} is already a mount point; is another box using it?")
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -276,7 +365,7 @@ class SystemdBox:
                 "-t",
                 "overlay",
                 "-o",
-                f"lowerdir=/,upperdir={upper},workdir={work}",
+                f"lowerdir={self.image.root},upperdir={upper},workdir={work}",
                 "sandbox-service-box",
                 str(self.merged),
             ],
@@ -325,8 +414,7 @@ class SystemdBox:
             *(f"--bind-ro={path}" for path in self.read_only_binds),
             "-b",
         ]
-        # The host's cgroups are a hybrid hierarchy; the legacy layout is what works here.
-        env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "0"}
+        env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1" if self.image.unified_cgroups else "0"}
         with open(self.console_log, "wb") as console:
             self._popen = subprocess.Popen(
                 argv,
@@ -394,6 +482,7 @@ class SystemdBox:
         record = {
             "nspawn": [self._nspawn.pid, self._nspawn.start],
             "leader": [self._leader.pid, self._leader.start],
+            "image": self.image.systemd,
             "quiet_units": list(self.quiet_units),
         }
         (self.state_dir / STATE_FILE).write_text(json.dumps(record) + "\n")
@@ -406,11 +495,11 @@ class SystemdBox:
         If the box's processes are gone the returned object still knows the
         state directory, so :meth:`close` can clean up what is left.
         """
-        box = cls(state_dir)
         try:
-            record = json.loads((box.state_dir / STATE_FILE).read_text())
+            record = json.loads((Path(state_dir).absolute() / STATE_FILE).read_text())
         except (OSError, ValueError):
-            return box
+            return cls(state_dir)
+        box = cls(state_dir, image=record.get("image", DEFAULT_IMAGE))
         box.quiet_units = tuple(record.get("quiet_units", box.quiet_units))
         nspawn, leader = _Proc(*record["nspawn"]), _Proc(*record["leader"])
         if nspawn.alive():
@@ -582,16 +671,17 @@ class SystemdBox:
 
 
 def _state_dirs() -> Iterator[tuple[int, Path]]:
+    """Default-located state directories, ``PREFIX<PID>`` or ``PREFIX<PID>-<what>``, with their PID."""
     for entry in STATE_PARENT.glob(f"{STATE_PREFIX}*"):
-        suffix = entry.name.removeprefix(STATE_PREFIX)
-        if suffix.isdigit():
-            yield int(suffix), entry
+        pid = entry.name.removeprefix(STATE_PREFIX).split("-", 1)[0]
+        if pid.isdigit():
+            yield int(pid), entry
 
 
 def cleanup_stale_boxes() -> list[Path]:
     """Tear down default-located boxes whose owning process is gone (e.g. a killed test run).
 
-    Only ``/var/tmp/sandbox-service-box-<PID>`` directories whose PID no longer
+    Only ``/var/tmp/sandbox-service-box-<PID>[-...]`` directories whose PID no longer
     exists are touched.  Returns the directories cleaned.
     """
     cleaned = []
@@ -607,14 +697,14 @@ def cleanup_stale_boxes() -> list[Path]:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    # The checkout this module comes from is visible inside, as in the tests: a clone under /tmp
-    # would otherwise be hidden by the box's own /tmp.
-    checkout = Path(__file__).resolve().parent.parent
-    binds = [*args.bind_ro, *([checkout] if hidden_in_box(checkout) else [])]
-    box = SystemdBox(args.state_dir, quiet_units=args.quiet, read_only_binds=binds)
+    box = SystemdBox(args.state_dir, image=args.systemd, quiet_units=args.quiet, read_only_binds=args.bind_ro)
     box.start()
     print(box.leader)
-    print(f"box up in {box.boot_seconds:.1f} s, leader PID {box.leader}", file=sys.stderr)
+    print(
+        f"box ({box.image.description}, systemd {box.image.systemd}) up in {box.boot_seconds:.1f} s, "
+        f"leader PID {box.leader}; the tool inside: {shlex.join(box.tool_argv)}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -641,6 +731,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="action", required=True)
     up = sub.add_parser("up", help="boot a box; print its leader PID and leave it running")
     up.add_argument("state_dir", type=Path)
+    up.add_argument(
+        "--systemd",
+        choices=sorted(IMAGES),
+        default=DEFAULT_IMAGE,
+        help=f"the image, by the systemd it boots (default {DEFAULT_IMAGE}: the host's root)",
+    )
     up.add_argument(
         "--quiet", action="append", default=[], metavar="UNIT", help="also keep UNIT from starting at boot"
     )

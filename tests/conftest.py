@@ -1,4 +1,15 @@
-"""Shared fixtures: the repository root, and one throwaway systemd box per test session."""
+"""Shared fixtures: the repository root, and one throwaway systemd box per image and test session.
+
+Every test that uses the ``box`` fixture (or ``box_image``) runs once per systemd the boxes boot (see
+tests/box.py: ``252``, the host's root, and ``257``, the Debian 13 tree), with the version in its id:
+``test_x[252]``, ``test_x[257]``.  ``--systemd=252`` or ``--systemd=257`` (or the environment variable
+SANDBOX_TEST_SYSTEMD, for make) runs one of them only.  A test says what it needs of the version with
+markers:
+
+- ``@pytest.mark.systemd("257")``: runs on these versions only;
+- ``@pytest.mark.xfail_systemd("257", reason=...)``: fails there, for the reason given, and must
+  (a strict xfail: once it passes, the marker has to go).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.box import SystemdBox, cleanup_stale_boxes, hidden_in_box
+from tests.box import IMAGES, REPO, BoxImage, SystemdBox, cleanup_stale_boxes
 from tests.packagebuild import (
     Debs,
     Rpms,
@@ -22,7 +33,41 @@ from tests.packagebuild import (
 )
 from tests.sandboxcli import remove_sandboxes
 
-REPO = Path(__file__).resolve().parent.parent
+SYSTEMD_ENV = "SANDBOX_TEST_SYSTEMD"
+ALL = "all"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--systemd",
+        choices=[*sorted(IMAGES), ALL],
+        default=os.environ.get(SYSTEMD_ENV) or ALL,
+        help=f"run the box tests on one systemd only (default: ${SYSTEMD_ENV}, else {ALL})",
+    )
+
+
+def _selected(config: pytest.Config) -> list[str]:
+    chosen: str = config.getoption("--systemd")
+    if chosen != ALL and chosen not in IMAGES:
+        raise pytest.UsageError(f"{SYSTEMD_ENV}/--systemd: {chosen!r} is none of {[*sorted(IMAGES), ALL]}")
+    return sorted(IMAGES) if chosen == ALL else [chosen]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "box_image" not in metafunc.fixturenames:
+        return
+    versions = _selected(metafunc.config)
+    for only in metafunc.definition.iter_markers("systemd"):
+        versions = [v for v in versions if v in only.args]
+    params = []
+    for version in versions:
+        marks = [
+            pytest.mark.xfail(strict=True, reason=f"on {version}: {m.kwargs['reason']}")
+            for m in metafunc.definition.iter_markers("xfail_systemd")
+            if version in m.args
+        ]
+        params.append(pytest.param(version, marks=marks, id=version))
+    metafunc.parametrize("box_image", params, indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")
@@ -32,19 +77,27 @@ def repo() -> Path:
 
 
 @pytest.fixture(scope="session")
-def box() -> Iterator[SystemdBox]:
-    """A booted systemd container on a throwaway overlay of the host root, shared by the session.
+def box_image(request: pytest.FixtureRequest) -> BoxImage:
+    """The image the test's boxes boot: one of tests.box.IMAGES, by the parameter the test got."""
+    if os.geteuid() != 0:
+        pytest.skip("the systemd box needs root (mounts, systemd-nspawn, nsenter)")
+    image = IMAGES[request.param]
+    why = image.missing()
+    if why is not None:
+        pytest.fail(why)
+    return image
+
+
+@pytest.fixture(scope="session")
+def box(box_image: BoxImage) -> Iterator[SystemdBox]:
+    """A booted systemd container on a throwaway overlay of the image, shared by the session.
 
     Everything a test changes inside lasts until the session ends, so tests
     clean up the units they start.  The host's /tmp is not visible inside (the
     box has its own tmpfs there); the repository is, at the same path.
     """
-    if os.geteuid() != 0:
-        pytest.skip("the systemd box needs root (mounts, systemd-nspawn, nsenter)")
     cleanup_stale_boxes()
-    # A checkout under /tmp would be hidden by the box's own /tmp: pass it in.
-    binds = [REPO] if hidden_in_box(REPO) else []
-    with SystemdBox(read_only_binds=binds) as booted:
+    with SystemdBox(image=box_image) as booted:
         yield booted
 
 

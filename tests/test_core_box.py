@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 
 from tests.box import SystemdBox
 from tests.images import scratch_image
-from tests.sandboxcli import BASE, TOOL, UNIT_DIR, cli, show
+from tests.sandboxcli import BASE, HOST_TOOL, UNIT_DIR, cli, reloads, show
 
 pytestmark = pytest.mark.box
 
@@ -208,7 +207,7 @@ def test_bad_input_writes_nothing(box: SystemdBox, cleanup: list[str]) -> None:
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
-            *TOOL,
+            *box.tool_argv,
             "create",
             "nonroot",
             "--unit",
@@ -249,7 +248,7 @@ def test_systemd_not_running_is_explained(tmp_path: Path) -> None:
 
     Runs against a scratch --root tree only: the host's own directories are never written."""
     root = scratch_image(tmp_path / "img")
-    base = [*TOOL, "--root", str(root)]
+    base = [*HOST_TOOL, "--root", str(root)]
     done = subprocess.run(
         [*base, "create", "job", "--now", "--", "/usr/bin/sleep", "9"], capture_output=True, text=True
     )
@@ -266,17 +265,10 @@ def test_systemd_not_running_is_explained(tmp_path: Path) -> None:
 def test_one_reload_for_many_sandboxes(box: SystemdBox) -> None:
     for n in ("multi-a", "multi-b", "multi-c"):
         cli(box, "create", n, "--", "/usr/bin/sleep", "300")
-
-    def reloads() -> int:
-        out = box.run(["journalctl", "_PID=1", "-o", "cat", "--no-pager"]).stdout
-        return sum(1 for line in out.splitlines() if line.startswith("Reloading"))
-
-    box.run(["journalctl", "--sync"])
-    first = reloads()
+    first = reloads(box)
     cli(box, "start", "multi-a", "multi-b", "multi-c")
     cli(box, "delete", "multi-a", "multi-b", "multi-c")
-    box.run(["journalctl", "--sync"])
-    assert reloads() == first + 1
+    assert reloads(box) == first + 1
 
 
 def test_enable_logs_and_reload(box: SystemdBox, cleanup: list[str]) -> None:
@@ -329,7 +321,7 @@ def test_selinux_mcs_pairs(box: SystemdBox, cleanup: list[str]) -> None:
         levels[n] = level
         unit = box.run(["cat", f"{UNIT_DIR}/sandbox-{n}.service"]).stdout
         assert f"SELinuxContext=system_u:system_r:sandbox_service_t:{level}\n" in unit
-        labels = json.loads(box.run([sys.executable, "-c", LABEL_SCRIPT, f"{BASE}/{n}"]).stdout)
+        labels = json.loads(box.run([*box.python_argv, "-c", LABEL_SCRIPT, f"{BASE}/{n}"]).stdout)
         assert labels == [f"system_u:object_r:sandbox_service_file_t:{level}"]
         assert json.loads(cli(box, "status", n, "--json")[1])["selinux_context"].endswith(level)
     assert levels["mcs-a"] != levels["mcs-b"]

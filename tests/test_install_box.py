@@ -21,8 +21,7 @@ import pytest
 
 from tests.box import STATE_PARENT, STATE_PREFIX, SystemdBox
 from tests.packagebuild import VERSION, Debs, Rpms, Wheel
-from tests.sandboxcli import BASE, UNIT_DIR, show
-from tests.test_upgrade_box import reloads
+from tests.sandboxcli import BASE, UNIT_DIR, reloads, show
 
 pytestmark = pytest.mark.box
 

@@ -4,31 +4,34 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.box import SystemdBox, hidden_in_box
-from tests.conftest import REPO
+from tests.box import BoxImage, SystemdBox
 from tests.images import scratch_image
+from tests.sandboxcli import HOST_TOOL
 
 pytestmark = pytest.mark.box
 
-TOOL = [sys.executable, "-m", "sandbox_service"]
 SERVER = (
     "import http.server as h; h.HTTPServer(('127.0.0.1', 8000), h.SimpleHTTPRequestHandler).serve_forever()"
 )
 
 
 def offline(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*TOOL, "--root", str(root), *args], capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [*HOST_TOOL, "--root", str(root), *args], capture_output=True, text=True, check=False
+    )
 
 
 @pytest.fixture(scope="module")
-def image_box() -> Iterator[tuple[SystemdBox, list[subprocess.CompletedProcess[str]]]]:
-    """A box whose image got an enabled sandbox (twice: idempotent) before it booted."""
+def image_box(box_image: BoxImage) -> Iterator[tuple[SystemdBox, list[subprocess.CompletedProcess[str]]]]:
+    """A box whose image got an enabled sandbox (twice: idempotent) before it booted.
+
+    The tool that installs them runs on the host, as in an image build: only the image's files tell it
+    what the image holds."""
     results: list[subprocess.CompletedProcess[str]] = []
 
     def install(root: Path) -> None:
@@ -42,9 +45,10 @@ def image_box() -> Iterator[tuple[SystemdBox, list[subprocess.CompletedProcess[s
         # a wrapped unit, read from the image's own unit files and package database
         results.append(offline(root, "create", "offnginx", "--unit", "nginx.service", "--enable"))
 
-    binds = [REPO] if hidden_in_box(REPO) else []
     with SystemdBox(
-        state_dir="/var/tmp/sandbox-service-offline-box", read_only_binds=binds, before_boot=install
+        state_dir=f"/var/tmp/sandbox-service-offline-box-{box_image.systemd}",
+        image=box_image,
+        before_boot=install,
     ) as box:
         yield box, results
 
@@ -68,16 +72,18 @@ def test_enabled_sandbox_runs_after_boot(
     for unit in ("sandbox-offweb.service", "sandbox-offnginx.service"):
         wait = f"for i in $(seq 100); do systemctl is-active -q {unit} && exit 0; sleep 0.1; done; exit 1"
         box.run(["sh", "-c", wait])
-    status = json.loads(box.run([*TOOL, "status", "offweb", "--json"]).stdout)
+    status = json.loads(box.run([*box.tool_argv, "status", "offweb", "--json"]).stdout)
     assert status["active_state"] == "active"
     assert status["unit_file_state"] == "enabled"
     assert (
         box.run(["systemctl", "is-active", "sandbox-offidle.service"], check=False).stdout.strip()
         == "inactive"
     )
-    listed = {e["name"]: e["active_state"] for e in json.loads(box.run([*TOOL, "list", "--json"]).stdout)}
+    listed = {
+        e["name"]: e["active_state"] for e in json.loads(box.run([*box.tool_argv, "list", "--json"]).stdout)
+    }
     assert listed == {"offweb": "active", "offidle": "inactive", "offnginx": "active"}
-    nginx = json.loads(box.run([*TOOL, "status", "offnginx", "--json"]).stdout)
+    nginx = json.loads(box.run([*box.tool_argv, "status", "offnginx", "--json"]).stdout)
     assert nginx["source_unit"] == "nginx.service" and nginx["main_pid"] > 0
     page = box.run_in_netns_of(
         nginx["main_pid"], ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1/"]

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from tests.box import SystemdBox
 from tests.sandboxcli import BASE, cli, show
-from tests.sandboxcli import TOOL as TOOL_ARGV
 
 pytestmark = pytest.mark.box
 
@@ -67,8 +65,8 @@ def test_execute_on_a_stopped_sandbox_fails_clearly(box: SystemdBox) -> None:
 
 
 def test_chroot_sandbox_runs_from_its_own_tree(box: SystemdBox) -> None:
-    busybox = shutil.which("busybox")
-    assert busybox, "busybox-static is installed by scripts/install-deps.sh"
+    busybox = box.run(["sh", "-c", "command -v busybox"], check=False).stdout.strip()
+    assert busybox, "busybox-static is installed by scripts/install-deps.sh and scripts/build-trixie.sh"
     tree = "/srv/chroot-test"
     box.run(["mkdir", "-p", f"{tree}/bin", f"{tree}/out"])
     box.run(["cp", busybox, f"{tree}/bin/busybox"])
@@ -128,7 +126,7 @@ def test_connect_opens_a_shell_inside(box: SystemdBox) -> None:
     cli(box, "create", "shell", "--now", "--", "/usr/bin/sleep", "300")
     try:
         pid = show(box, "sandbox-shell.service", "MainPID")
-        tool = " ".join(["/usr/bin/env", *TOOL_ARGV, "connect", "shell"])
+        tool = " ".join([*box.tool_argv, "connect", "shell"])
         # script(1) gives connect the terminal an interactive shell needs; the commands are typed only
         # once the shell inside had time to start, as a person would
         typed = "sleep 2; printf 'readlink /proc/self/ns/net; exit 3\\n'; sleep 5"

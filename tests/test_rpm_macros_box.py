@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.box import SystemdBox
-from tests.sandboxcli import BASE, TOOL, UNIT_DIR, show
+from tests.sandboxcli import BASE, UNIT_DIR, show
 
 pytestmark = [
     pytest.mark.box,
@@ -25,9 +24,10 @@ REPO = Path(__file__).resolve().parent.parent
 MACROS = REPO / "packaging" / "macros.sandbox-service"
 
 
-def expand(call: str) -> str:
+def expand(call: str, tool: list[str]) -> str:
+    """The macro call expanded on the host, with ``tool`` as the sandbox-service command."""
     done = subprocess.run(
-        ["rpm", "--load", str(MACROS), "--define", f"__sandbox_service {' '.join(TOOL)}", "--eval", call],
+        ["rpm", "--load", str(MACROS), "--define", f"__sandbox_service {' '.join(tool)}", "--eval", call],
         capture_output=True,
         text=True,
         check=False,
@@ -51,9 +51,9 @@ def test_install_upgrade_erase(box: SystemdBox, cleanup: list[str]) -> None:
     name = "rpmweb"
     service = f"sandbox-{name}.service"
     cleanup.append(name)
-    post = expand(f"%sandbox_service_post {name} nginx.service --memory 256M")
-    preun = expand(f"%sandbox_service_preun {name}")
-    postun = expand(f"%sandbox_service_postun_with_restart {name}")
+    post = expand(f"%sandbox_service_post {name} nginx.service --memory 256M", box.tool_argv)
+    preun = expand(f"%sandbox_service_preun {name}", box.tool_argv)
+    postun = expand(f"%sandbox_service_postun_with_restart {name}", box.tool_argv)
 
     # install: the sandbox is created and registered, but not started
     scriptlet(box, post, 1)
@@ -87,7 +87,7 @@ def test_install_upgrade_erase(box: SystemdBox, cleanup: list[str]) -> None:
     # reinstall: the kept sandbox is registered again; erase with purge removes everything
     scriptlet(box, post, 1)
     assert show(box, service, "LoadState") == "loaded"
-    scriptlet(box, expand(f"%sandbox_service_preun -p {name}"), 0)
+    scriptlet(box, expand(f"%sandbox_service_preun -p {name}", box.tool_argv), 0)
     assert show(box, service, "LoadState") == "not-found"
     assert not exists(box, f"{BASE}/{name}")
 
@@ -96,10 +96,10 @@ def test_install_starts_when_asked(box: SystemdBox, cleanup: list[str]) -> None:
     name = "rpmnow"
     service = f"sandbox-{name}.service"
     cleanup.append(name)
-    scriptlet(box, expand(f"%sandbox_service_post {name} nginx.service --now --enable"), 1)
+    scriptlet(box, expand(f"%sandbox_service_post {name} nginx.service --now --enable", box.tool_argv), 1)
     assert show(box, service, "ActiveState") == "active"
     assert show(box, service, "UnitFileState") == "enabled"
-    scriptlet(box, expand(f"%sandbox_service_preun -p {name}"), 0)
+    scriptlet(box, expand(f"%sandbox_service_preun -p {name}", box.tool_argv), 0)
     assert show(box, service, "LoadState") == "not-found"
     assert not exists(box, f"{BASE}/{name}")
     assert not exists(box, f"{UNIT_DIR}/sandbox.target.wants/{service}")
@@ -111,7 +111,7 @@ def test_nothing_happens_without_the_tool(box: SystemdBox) -> None:
         "%sandbox_service_preun rpmnone",
         "%sandbox_service_postun_with_restart rpmnone",
     ):
-        script = expand(call).replace(sys.executable, "/nonexistent/python3")
+        script = expand(call, ["/nonexistent/sandbox-service"])
         for arg in (1, 2, 0):
             assert scriptlet(box, script, arg).stderr == ""
     assert show(box, "sandbox-rpmnone.service", "LoadState") == "not-found"

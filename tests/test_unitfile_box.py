@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -220,7 +219,7 @@ Report = dict[str, dict[str, Any]]
 
 
 def _in_box(box: SystemdBox, how: str, names: list[str]) -> Report:
-    done = box.run([sys.executable, "-c", _REPORT, how, *names], cwd=str(REPO))
+    done = box.run([*box.python_argv, "-c", _REPORT, how, *names], cwd=str(REPO))
     report: Report = json.loads(done.stdout)
     return report
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.box import SystemdBox
-from tests.sandboxcli import BASE, UNIT_DIR, cli, show
+from tests.sandboxcli import BASE, UNIT_DIR, cli, reloads, show
 
 pytestmark = pytest.mark.box
 
@@ -43,12 +43,6 @@ def snapshot(box: SystemdBox, name: str) -> str:
         'find "$@" -type f -print0 | sort -z | xargs -0 sha256sum'
     )
     return box.run(["sh", "-c", script, "sh", *paths]).stdout
-
-
-def reloads(box: SystemdBox) -> int:
-    box.run(["journalctl", "--sync"])
-    out = box.run(["journalctl", "_PID=1", "-o", "cat", "--no-pager"]).stdout
-    return sum(1 for line in out.splitlines() if line.startswith("Reloading"))
 
 
 @pytest.fixture()

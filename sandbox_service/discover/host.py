@@ -34,12 +34,17 @@ class HostInfo:
 
 
 def systemd_version(root: Path) -> int:
-    """The version of systemd installed in the tree (the running one when root is /)."""
-    systemctl = root / "usr/bin/systemctl"
-    if root == Path("/") or not systemctl.exists():
-        out = run(["systemctl", "--version"]).stdout
-    else:
-        out = run([str(systemctl), "--version"]).stdout
+    """The version of systemd installed in the tree (the running one when root is /).
+
+    An image's version is read from the name of its shared systemd library, never by running the image's
+    own systemctl: that binary would need the image's libraries, which the host's loader does not use."""
+    if root != Path("/"):
+        for lib in ("usr/lib/systemd", "usr/lib/*/systemd", "usr/lib64/systemd"):  # Debian: multiarch
+            for found in sorted(root.glob(f"{lib}/libsystemd-shared-*.so")):
+                m = re.fullmatch(r"libsystemd-shared-(\d+)(?:[.-].*)?\.so", found.name)
+                if m:
+                    return int(m.group(1))
+    out = run(["systemctl", "--version"]).stdout
     m = re.match(r"systemd (\d+)", out)
     return int(m.group(1)) if m else 0
 
