@@ -9,6 +9,7 @@ files and the victim's tree are hashed before and after.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,7 +175,7 @@ __attribute__((constructor)) static void evil(void) {
 """
 
 
-def test_loader_tricks_do_not_reach_the_launcher(box: SystemdBox, cleanup: list[str]) -> None:
+def test_loader_tricks_do_not_reach_the_launcher(box: SystemdBox, cleanup: list[str], tmp_path: Path) -> None:
     """The sandbox's root plants a library through its environment file and the loader's preload list,
     then waits for the next start: the launcher starts with capabilities on the host, so neither may
     load anything into it (nor into anything else)."""
@@ -186,8 +187,11 @@ def test_loader_tricks_do_not_reach_the_launcher(box: SystemdBox, cleanup: list[
     box.run(["systemctl", "daemon-reload"])
     cleanup.append("preload")
     cli(box, "create", "preload", "--unit", "preload.service", "--copy", "/etc/default/preload", "--now")
-    box.write_file("/var/tmp/evil.c", EVIL_C)
-    box.run(["gcc", "-shared", "-fPIC", "-o", f"{BASE}/preload/root/var/evil.so", "/var/tmp/evil.c"])
+    # built on the host (the Debian 13 tree has no compiler); any glibc from 2.36 on loads it
+    source, library = tmp_path / "evil.c", tmp_path / "evil.so"
+    source.write_text(EVIL_C)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    box.path(f"{BASE}/preload/root/var/evil.so").write_bytes(library.read_bytes())
     plant = (
         "open('/etc/default/preload', 'a').write('LD_PRELOAD=/var/evil.so\\nLD_LIBRARY_PATH=/var\\n')\n"
         "try:\n    open('/etc/ld.so.preload', 'w').write('/var/evil.so\\n')\nexcept OSError:\n    pass\n"
