@@ -159,7 +159,9 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
         chosen, service, hostinfo.systemd_version, layout.host(security.ADMIN_PROFILES)
     )
     for d in resolved.dropped:
-        notes.append(f"{d.key}= left out: systemd {hostinfo.systemd_version} does not know it")
+        notes.append(f"{d.key}={d.value} left out: systemd {hostinfo.systemd_version} does not know it")
+    for d, why in resolved.left_out:
+        notes.append(f"{d.key}={d.value} left out: {why}")
 
     spec = SandboxSpec(
         name=name,

@@ -27,6 +27,7 @@ import ctypes
 import errno
 import json
 import os
+import signal
 import struct
 import sys
 from typing import NoReturn
@@ -473,6 +474,32 @@ def switch_user(account: Account, ambient: set[int]) -> None:
             )
 
 
+FORWARDED = (
+    signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+    signal.SIGWINCH, signal.SIGCONT,
+)  # fmt: skip
+
+
+def stay_as_init() -> None:
+    """With PrivatePIDs= the launcher is PID 1 of the unit's PID namespace, and the kernel delivers a
+    signal to PID 1 only if it handles it: a program without a SIGTERM handler would ignore the stop.
+    So the launcher stays: it forks the command, passes signals on to it, reaps what is orphaned, and
+    exits with the command's status.  Returns in the child only."""
+    child = os.fork()
+    if child == 0:
+        return
+    for sig in FORWARDED:
+        signal.signal(sig, lambda signum, _frame: os.kill(child, signum))
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        if pid == child:
+            code = os.waitstatus_to_exitcode(status)
+            os._exit(code if code >= 0 else 128 - code)
+
+
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -527,6 +554,8 @@ def launch(argv: list[str]) -> NoReturn:
         drop_bounding_set(settings.bounding | settings.ambient)
     if settings.forbid_namespaces:
         forbid_namespaces()
+    if os.getpid() == 1:
+        stay_as_init()  # from here on in the command's process; the launcher waits as PID 1
     if account is not None:
         switch_user(account, settings.ambient)
         env.update(HOME=account.home, USER=account.name, LOGNAME=account.name, SHELL=account.shell)

@@ -14,7 +14,7 @@ from pathlib import Path
 from . import directives
 from .errors import InvalidInput, NotFound
 from .resources import data_dir
-from .spec import Directive, Security, ServiceDef, check_text
+from .spec import Directive, Security, ServiceDef, ServiceType, check_text
 
 ADMIN_PROFILES = Path("/etc/sandbox-service/profiles")
 DEFAULT_PROFILE = "default"
@@ -69,6 +69,7 @@ class Profile:
 class Resolved:
     directives: tuple[Directive, ...]
     dropped: tuple[Directive, ...]  # newer than the target's systemd
+    left_out: tuple[tuple[Directive, str], ...] = ()  # what the service cannot run with, and why
 
 
 def caps_from_mask(mask: int) -> tuple[str, ...]:
@@ -160,7 +161,24 @@ def resolve(
                 items.append(Directive(key, "yes"))
     kept = tuple(d for d in items if directives.min_version(d.key, d.value) <= systemd_version)
     dropped = tuple(d for d in items if d not in kept)
-    return Resolved(kept, dropped)
+    left_out = tuple((d, why) for d in kept if (why := _unfit(d, service)) is not None)
+    kept = tuple(d for d in kept if all(d != other for other, _ in left_out))
+    return Resolved(kept, dropped, left_out)
+
+
+def _unfit(d: Directive, service: ServiceDef) -> str | None:
+    """Why the service cannot run with `d`, or None.
+
+    PrivatePIDs= gives every command of the unit a PID namespace of its own: a forking daemon's first
+    process would take its namespace down with it, and reload and stop commands could not see the main
+    process they signal."""
+    if d.key != "PrivatePIDs":
+        return None
+    if service.type is ServiceType.FORKING:
+        return "a forking daemon's first process would end its PID namespace"
+    if service.exec_reload or service.exec_stop or service.exec_start_post:
+        return "its reload and stop commands would not see the main process"
+    return None
 
 
 def settle(chosen: Security, service: ServiceDef, systemd_version: int, admin_dir: Path) -> Resolved:
