@@ -50,6 +50,13 @@ def main_pid(box: SystemdBox, unit: str) -> int:
     return pid
 
 
+def identity(box: SystemdBox, pid: int) -> dict[str, object]:
+    """A process as the attacker must name it: its PID here, start time and name (see attack_inside.py)."""
+    raw = box.run(["cat", f"/proc/{pid}/stat"]).stdout
+    comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+    return {"pid": pid, "start": int(raw[raw.rindex(")") + 2 :].split()[19]), "comm": comm}
+
+
 @pytest.fixture(scope="module")
 def arena(box: SystemdBox) -> Iterator[dict[str, int]]:
     """The victim sandbox serving, a host process running as nobody, the attacker's sandbox running."""
@@ -77,13 +84,18 @@ def arena(box: SystemdBox) -> Iterator[dict[str, int]]:
         remove_sandboxes(box, names)
 
 
-def check_refused(result: dict[str, object], targets: dict[str, int]) -> None:
+def targets_json(box: SystemdBox, targets: dict[str, int]) -> str:
+    return json.dumps({"targets": {label: identity(box, pid) for label, pid in targets.items()}})
+
+
+def check_refused(box: SystemdBox, result: dict[str, object], targets: dict[str, int]) -> None:
     inner, outer, count = (str(v) for v in result["uid_map"])  # type: ignore[attr-defined]
     assert result["uid"] == 0 and inner == "0" and count == "65536" and int(outer) >= 2**30
-    visible = set(result["visible_pids"])  # type: ignore[call-overload]
+    seen = {tuple(i) for i in result["identities"]}  # type: ignore[attr-defined]
     per_target: dict[str, dict[str, str]] = result["targets"]  # type: ignore[assignment]
     for label, pid in targets.items():
-        assert pid not in visible, f"{label} (PID {pid}) is visible from inside"
+        ident = identity(box, pid)
+        assert (ident["start"], ident["comm"]) not in seen, f"{label} (PID {pid}) is visible from inside"
         for probe, outcome in per_target[label].items():
             assert outcome in REFUSED, f"{probe} against {label} (PID {pid}): {outcome}"
     expected = {
@@ -111,22 +123,22 @@ def test_attacks_through_execute_fail(box: SystemdBox, arena: dict[str, int]) ->
     rc, _out, err = cli(
         box,
         "execute", "atk", "--", "/usr/bin/python3", "/var/attack_inside.py", "/var/attack.json",
-        json.dumps({"pids": arena}),
+        targets_json(box, arena),
         check=False,
     )  # fmt: skip
     assert rc == 0, err
     result = json.loads(box.run(["cat", f"{BASE}/atk/root/var/attack.json"]).stdout)
-    check_refused(result, arena)
-    # the attacker sees its own sandbox: its service and itself, nothing else
-    own = main_pid(box, "sandbox-atk.service")
-    assert own in result["visible_pids"]
+    check_refused(box, result, arena)
+    # the attacker sees its own sandbox: its service (joined through execute), nothing else
+    own = identity(box, main_pid(box, "sandbox-atk.service"))
+    assert [own["start"], own["comm"]] in result["identities"]
     assert tree_hash(box) == before
     # filling its /run took nothing from the host's
     assert box.run(["df", "--output=avail", "/run"]).stdout.split()[-1] == box_free
 
 
 def test_attacks_from_the_service_process_fail(box: SystemdBox, arena: dict[str, int]) -> None:
-    argv = ["/usr/bin/python3", "/var/attack_inside.py", "/var/attack.json", json.dumps({"pids": arena})]
+    argv = ["/usr/bin/python3", "/var/attack_inside.py", "/var/attack.json", targets_json(box, arena)]
     cli(box, "create", "atksvc", "--", *argv)
     box.run(["tee", f"{BASE}/atksvc/root/var/attack_inside.py"], input=ATTACK.read_text())
     before = tree_hash(box)
@@ -134,7 +146,7 @@ def test_attacks_from_the_service_process_fail(box: SystemdBox, arena: dict[str,
     wait_inactive(box, "sandbox-atksvc.service")
     assert show(box, "sandbox-atksvc.service", "Result") == "success"
     result = json.loads(box.run(["cat", f"{BASE}/atksvc/root/var/attack.json"]).stdout)
-    check_refused(result, arena)
+    check_refused(box, result, arena)
     assert tree_hash(box) == before
 
 

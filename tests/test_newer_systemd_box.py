@@ -15,11 +15,11 @@ pytestmark = pytest.mark.box
 
 # What the service sees of itself: its PID, the PIDs it can see, its cgroup.
 PROBE = (
-    "import json, os, time\n"
-    "seen = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
-    "cgroup = open('/proc/self/cgroup').read().strip()\n"
-    "json.dump({'pid': os.getpid(), 'seen': seen, 'cgroup': cgroup}, open('/var/self.json', 'w'))\n"
-    "time.sleep(600)\n"
+    "import json, os, time; "
+    "seen = sorted(int(p) for p in os.listdir('/proc') if p.isdigit()); "
+    "cgroup = open('/proc/self/cgroup').read().strip(); "
+    "json.dump({'pid': os.getpid(), 'seen': seen, 'cgroup': cgroup}, open('/var/self.json', 'w')); "
+    "time.sleep(600)"
 )
 
 
@@ -76,7 +76,7 @@ def test_syslog_reaches_the_journal(box: SystemdBox, cleanup: list[str]) -> None
     if systemd_version(box) >= 257:
         assert "BindLogSockets=yes" in unit and "/run/systemd/journal/dev-log" not in unit
     else:
-        assert "BindLogSockets=" not in unit and '"/run/systemd/journal/dev-log":"/dev/log"' in unit
+        assert "BindLogSockets=" not in unit and '"-/run/systemd/journal/dev-log":"/dev/log"' in unit
     box.run(["systemctl", "start", "sandbox-syslogger.service"])
     deadline = time.monotonic() + 30
     while word not in cli(box, "logs", "syslogger")[1]:
