@@ -148,10 +148,14 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
             + ("" if source_package else " (no package owns its unit file)"),
             "name what the service needs with --package PKG and/or --copy PATH (both repeatable)",
         )
-    base = [] if req.chroot else [p for p in tree.BASE_ETC if os.path.lexists(layout.host(p))]
-    all_copies = tuple(dict.fromkeys(base + _outermost(copies)))
-
     userns = req.user_namespace and not req.chroot
+    wanted = [] if req.chroot else [*tree.BASE_ETC, *([] if userns else [tree.LOADER_CACHE])]
+    base = [p for p in wanted if os.path.lexists(layout.host(p))]
+    shared = () if req.chroot else hostinfo.readonly_binds
+    # what the host shares read-only is seen through its bind, never copied under it
+    kept = [p for p in _outermost(copies) if not any(p == s or p.startswith(s + "/") for s in shared)]
+    all_copies = tuple(dict.fromkeys(base + kept))
+
     if req.user_namespace and req.chroot:
         notes.append("a chroot sandbox runs without a user namespace: its root is the host's root")
     chosen = Security(req.profile, req.memory_deny_write_execute, req.private_users, user_namespace=userns)

@@ -31,8 +31,15 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9_.:+-]+")
 _PROFILE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 # Host directories a sandbox may share read-only: /usr, and the top-level directories that usr-merged
-# systems link into it and others keep as real directories.
-SHAREABLE = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# systems link into it and others keep as real directories; and the host-managed data under /etc that a
+# service reads but never writes (trust anchors, the alternatives links into /usr, protocol tables),
+# shared instead of copied into every sandbox, so host updates reach them as /usr's do.
+SHARED_SOFTWARE = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+SHARED_ETC = (
+    "/etc/ssl/certs", "/etc/ca-certificates", "/etc/ca-certificates.conf", "/etc/pki", "/etc/alternatives",
+    "/etc/mime.types", "/etc/services", "/etc/protocols",
+)  # fmt: skip
+SHAREABLE = (*SHARED_SOFTWARE, *SHARED_ETC)
 # Where the private copies of host files may come from, and what is never copied (the host's secrets and
 # the tool's own state, which holds every other sandbox).
 COPYABLE = ("/etc/", "/var/", "/srv/", "/opt/", "/home/")

@@ -20,7 +20,8 @@ from .fswalk.fds import DIR_FLAGS, lstat_at
 from .identity import IdMap
 from .spec import never_copied
 
-# Files every service needs to resolve users, hosts, libraries, time and certificates.
+# Files every service needs to resolve users, hosts, time and its locale: private copies, which the
+# sandbox may change (what it reads but never writes is shared read-only: spec.SHARED_ETC).
 BASE_ETC = (
     "/etc/passwd",
     "/etc/group",
@@ -32,22 +33,14 @@ BASE_ETC = (
     "/etc/gai.conf",
     "/etc/localtime",
     "/etc/timezone",
-    "/etc/ld.so.cache",
-    "/etc/ld.so.conf",
-    "/etc/ld.so.conf.d",
-    "/etc/ssl",
-    "/etc/pki",
-    "/etc/ca-certificates",
-    "/etc/ca-certificates.conf",
-    "/etc/mime.types",
+    "/etc/ssl/openssl.cnf",
     "/etc/os-release",
-    "/etc/services",
-    "/etc/protocols",
-    "/etc/alternatives",
     "/etc/environment",
     "/etc/default/locale",
     "/etc/locale.conf",
 )
+# Without a user namespace the loader reads the sandbox's own cache (with one, the host's is bound over it).
+LOADER_CACHE = "/etc/ld.so.cache"
 
 # (path, mode) of directories every root has; mount points stay empty.
 BASE_DIRS = (
@@ -250,13 +243,15 @@ def resolve_inside(
 ) -> Path | None:
     """Resolve path as the sandbox would see it (symlinks taken relative to its root); None if missing.
 
-    Directories in `shared` (the read-only binds such as /usr) are looked up under shared_root, the host.
+    Paths in `shared` (the read-only binds such as /usr, /etc/alternatives) and below them are looked up
+    under shared_root, the host.
     """
-    shared_tops = {s.strip("/") for s in shared}
+    prefixes = tuple(s.rstrip("/") for s in shared)
 
     def on_disk(p: Path) -> Path:
-        top = p.parts[1] if len(p.parts) > 1 else ""
-        return (shared_root if top in shared_tops else root) / str(p).lstrip("/")
+        text = str(p)
+        is_shared = any(text == s or text.startswith(s + "/") for s in prefixes)
+        return (shared_root if is_shared else root) / text.lstrip("/")
 
     parts = list(Path(path.lstrip("/")).parts)
     cur = Path("/")
