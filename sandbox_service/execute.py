@@ -31,7 +31,9 @@ USERNS_KEYS = frozenset({"User", "Group", "AmbientCapabilities", "UnsetEnvironme
 _EX_PROPERTIES = frozenset({"ProtectControlGroups", "PrivateUsers", "ProtectHostname", "PrivateTmp"})
 _BOOLEAN_WORDS = frozenset({"yes", "no", "true", "false", "on", "off", "1", "0"})
 # RuntimeDirectory= is left out on purpose: the transient unit would remove the service's /run on exit.
-NEVER = frozenset({"RuntimeDirectory", "RuntimeDirectoryPreserve"})
+# PrivatePIDs= too: the command joins the main process's namespaces, and must be able to name it; what it
+# then sees of processes is the main process's own /proc.
+NEVER = frozenset({"RuntimeDirectory", "RuntimeDirectoryPreserve", "PrivatePIDs"})
 
 
 def sandbox_properties(spec: SandboxSpec) -> list[str]:

@@ -43,7 +43,7 @@ def test_pid_and_cgroup_namespaces(box: SystemdBox, cleanup: list[str]) -> None:
     if systemd_version(box) >= 257:
         assert "PrivatePIDs=yes" in unit and "ProtectControlGroups=strict" in unit
         # the launcher is PID 1 of the sandbox's own PID namespace, the program below it, nothing else
-        assert seen["pid"] == 2 and seen["seen"] == [1, 2]
+        assert seen["pid"] > 1 and seen["seen"] == [1, seen["pid"]]
         assert seen["cgroup"] == "0::/"
         # the launcher passes the stop on: the program that never asked for SIGTERM still stops at once
         began = time.monotonic()
@@ -55,7 +55,7 @@ def test_pid_and_cgroup_namespaces(box: SystemdBox, cleanup: list[str]) -> None:
         assert "ProtectControlGroups=yes" in unit
         main = int(show(box, "sandbox-selfview.service", "MainPID"))
         assert seen["pid"] == main > 2 and seen["seen"] == [main]  # the host's PIDs, its own only
-        assert seen["cgroup"].endswith("/sandbox-selfview.service")
+        assert any(line.endswith("/sandbox-selfview.service") for line in seen["cgroup"].splitlines())
 
 
 def test_forking_daemon_keeps_the_hosts_pid_namespace(box: SystemdBox, cleanup: list[str]) -> None:
