@@ -23,6 +23,7 @@ nothing from the sandbox while it is still host root, so files the sandbox contr
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -49,6 +50,7 @@ NAMESPACE_FLAGS = (
     | CLONE_NEWNET | CLONE_NEWTIME
 )  # fmt: skip
 
+PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
 PR_SET_SECCOMP = 22
 PR_CAPBSET_READ = 23
@@ -480,6 +482,9 @@ FORWARDED = (
 )  # fmt: skip
 
 
+CLEAN_SIGNALS = frozenset({signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE})
+
+
 def stay_as_init() -> None:
     """With PrivatePIDs= the launcher is PID 1 of the unit's PID namespace, and the kernel delivers a
     signal to PID 1 only if it handles it: a program without a SIGTERM handler would ignore the stop.
@@ -488,6 +493,9 @@ def stay_as_init() -> None:
     child = os.fork()
     if child == 0:
         return
+    # It needs no capability to wait and pass signals on; without any, its program may see it in /proc.
+    with contextlib.suppress(LaunchError):  # a profile may forbid capset(): then it stays hidden
+        _capset(set())
     for sig in FORWARDED:
         signal.signal(sig, lambda signum, _frame: os.kill(child, signum))
     while True:
@@ -497,7 +505,9 @@ def stay_as_init() -> None:
             os._exit(0)
         if pid == child:
             code = os.waitstatus_to_exitcode(status)
-            os._exit(code if code >= 0 else 128 - code)
+            # systemd takes a main process killed by these as a clean stop; PID 1 cannot die by a
+            # signal of its own, so it says so with status 0
+            os._exit(0 if -code in CLEAN_SIGNALS else code if code >= 0 else 128 - code)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -544,6 +554,9 @@ def launch(argv: list[str]) -> NoReturn:
         enter_new_namespaces(settings.id_base)
         become_root_inside()
     # From here on the process is the sandbox's root: whatever it reads can only hurt the sandbox itself.
+    # Entering the namespace made it undumpable, which would hide it (as PID 1 of a PID namespace) from the
+    # sandbox's own ps; it holds nothing of the host's any more.
+    _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
     service_account = resolve_account(settings)
     account = None if command.as_root else service_account
     env = {

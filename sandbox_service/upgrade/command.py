@@ -21,7 +21,7 @@ from ..discover.unit import service_def_from_settings, with_overrides
 from ..errors import InvalidInput, NotFound, SandboxError
 from ..identity import IdMap
 from ..install import Transaction, write_units
-from ..paths import Layout, service_unit
+from ..paths import UNIT_DIR, Layout, sandbox_root_path, service_unit
 from ..spec import Kind, SandboxSpec, ServiceDef
 from ..systemd import Systemd, systemd_running
 from .threeway import MergePlan, MergeReport, apply_merge, plan_merge
@@ -111,6 +111,13 @@ def _plan_one(layout: Layout, spec: SandboxSpec, sd: Systemd | None) -> _Planned
     notes += _service_notes(spec, new_spec, changes)
     files = render.render(new_spec)
     units = tuple(str(p) for p, text in files.items() if _read(layout.host(str(p))) != text)
+    # the launcher and its settings inside the tree count as the sandbox's units: a new one needs a restart
+    inside = layout.sandbox_root(spec.name)
+    units += tuple(
+        sandbox_root_path(spec.name) + p
+        for p, text in render.tree_files(new_spec).items()
+        if _read(inside / p.lstrip("/")) != text
+    )
     paths = etc_copies(spec)
     plan = None
     if paths:
@@ -153,6 +160,10 @@ def _service_notes(old: SandboxSpec, new: SandboxSpec, changes: tuple[str, ...])
     return notes
 
 
+def _is_unit(path: str) -> bool:
+    return PurePosixPath(path).parent == PurePosixPath(UNIT_DIR)
+
+
 def _read(path: Path) -> str | None:
     try:
         return path.read_text()
@@ -180,10 +191,10 @@ def _apply_all(layout: Layout, planned: list[_Planned], sd: Systemd | None) -> U
                 specfile.save(path, p.new_spec)
             # the launcher and its settings follow the tool's version and the re-read unit
             tree.write_tree_files(layout.sandbox_root(spec.name), render.tree_files(p.new_spec))
-            if p.units:
+            if any(_is_unit(u) for u in p.units):
                 write_units(tx, layout, p.files, spec.name, replace=True)
         reloaded = False
-        if sd is not None and any(p.units for p in planned):
+        if sd is not None and any(_is_unit(u) for p in planned for u in p.units):
             sd.reload()
             reloaded = True
         tx.commit()
