@@ -16,7 +16,7 @@ from . import fswalk, identity, isolation, render, security, selinux, specfile, 
 from .control import run_job, sandbox_names, units_to_wait_for
 from .discover import host as host_discovery
 from .discover import packages, unitnames
-from .discover.unit import service_def_from_settings, unit_name_for, with_overrides
+from .discover.unit import Translated, translate, unit_name_for, with_overrides
 from .discover.unitfile import load_unit_settings
 from .errors import AlreadyExists, DiscoveryFailed, InvalidInput, NotFound, SystemdUnavailable, TooExposed
 from .exposure import exposure
@@ -38,6 +38,9 @@ from .spec import (
     check_name,
 )
 from .systemd import Systemd, UnitSettings, systemd_running
+
+# A unit name systemd does not know: what it reports for it are the defaults of a service that sets nothing.
+DEFAULTS_PROBE = "sandbox-service-defaults-probe.service"
 
 
 @dataclass(frozen=True)
@@ -109,8 +112,12 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
             if other_name is None:
                 raise
             raise NotFound(exc.message, other_name) from exc
-        service = service_def_from_settings(settings)
-        source_package = packages.owner_of(hostinfo.package_manager, layout.root, settings.fragment_path)
+        translated = translate_unit(settings, sd)
+        service = translated.service
+        notes += translated.notes
+        # a unit a generator made from an init script belongs to nobody: its script's package is it
+        origin = settings.source_path or settings.fragment_path
+        source_package = packages.owner_of(hostinfo.package_manager, layout.root, origin)
         if source_package and source_package not in pkgs:
             pkgs.insert(0, source_package)
         unit_paths = _unit_named_paths(service)
@@ -343,6 +350,14 @@ def _stop_quietly(sd: Systemd, unit: str) -> None:
         sd.stop([unit])
     finally:
         sd.reset_failed(unit)
+
+
+def translate_unit(settings: UnitSettings, sd: Systemd | None) -> Translated:
+    """The sandbox's service for a host unit: over D-Bus from every property systemd reports (compared
+    with those of a unit that sets nothing), offline from the unit files."""
+    if sd is None:
+        return translate(settings)
+    return translate(settings, sd.unit_properties(settings.id), sd.unit_properties(DEFAULTS_PROBE))
 
 
 def _unit_settings(unit: str, layout: Layout, sd: Systemd | None) -> UnitSettings:

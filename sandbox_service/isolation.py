@@ -81,11 +81,13 @@ def entry_capabilities(spec: SandboxSpec) -> tuple[str, ...]:
 def wrap(key: str, cmd: ExecCommand) -> ExecCommand:
     """An Exec*= command as it runs through the launcher; its prefixes stay on the line."""
     options: list[str] = []
-    if ExecFlag.NO_SETUID in cmd.flags:
+    if ExecFlag.PRIVILEGED in cmd.flags:
+        options.append("--privileged")  # '+': as the sandbox's root, with all of its capabilities
+    elif ExecFlag.NO_SETUID in cmd.flags:
         options.append("--as-root")  # '!': systemd would not have switched users for it
     if key in _JOINING:
         options.append("--join-main")
-    flags = tuple(f for f in cmd.flags if f is not ExecFlag.NO_SETUID)
+    flags = tuple(f for f in cmd.flags if f not in (ExecFlag.NO_SETUID, ExecFlag.PRIVILEGED))
     argv = (PYTHON, "-I", "-S", "-B", LAUNCHER, *options, "--", cmd.path, *cmd.argv)
     return ExecCommand(path=PYTHON, argv=argv, flags=flags, expand_env=cmd.expand_env)
 
@@ -156,10 +158,11 @@ def _directories(spec: SandboxSpec) -> list[dict[str, object]]:
         "logs": svc.logs_directories,
         "configuration": svc.configuration_directories,
     }
+    modes = {m.kind.value: int(m.mode, 8) for m in svc.directory_modes}
     out: list[dict[str, object]] = []
     for kind, top in _DIRECTORY_KINDS:
         for rel in by_kind[kind]:
-            out.append({"kind": kind, "path": f"{top}/{rel}", "mode": 0o755})
+            out.append({"kind": kind, "path": f"{top}/{rel}", "mode": modes.get(kind, 0o755)})
     return out
 
 
@@ -185,3 +188,14 @@ def launch_settings(spec: SandboxSpec) -> str:
 
 def needs_notify_socket(spec: SandboxSpec) -> bool:
     return spec.service.type is ServiceType.NOTIFY
+
+
+def without_user_namespace(cmd: ExecCommand) -> ExecCommand:
+    """A command of a sandbox without a user namespace: '+' would run it outside the sandbox, so it runs
+    inside as root instead ('!': no switch to the unit's user)."""
+    if ExecFlag.PRIVILEGED not in cmd.flags:
+        return cmd
+    flags = tuple(f for f in cmd.flags if f is not ExecFlag.PRIVILEGED)
+    if ExecFlag.NO_SETUID not in flags:
+        flags += (ExecFlag.NO_SETUID,)
+    return ExecCommand(cmd.path, cmd.argv, flags, cmd.expand_env)

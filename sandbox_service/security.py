@@ -70,6 +70,7 @@ class Resolved:
     directives: tuple[Directive, ...]
     dropped: tuple[Directive, ...]  # newer than the target's systemd
     left_out: tuple[tuple[Directive, str], ...] = ()  # what the service cannot run with, and why
+    notes: tuple[str, ...] = ()  # how the wrapped unit's own protections were merged in
 
 
 def caps_from_mask(mask: int) -> tuple[str, ...]:
@@ -154,6 +155,7 @@ def resolve(
             items.append(Directive(d.key, SERVICE_FAMILIES))
         else:
             items.append(Directive(d.key, d.value))
+    items, merge_notes = merge_hardening(items, service.hardening)
     for key, flag in (("MemoryDenyWriteExecute", memory_deny_write_execute), ("PrivateUsers", private_users)):
         if flag is not None:  # off: left out, which is systemd's default
             items = [d for d in items if d.key != key]
@@ -163,7 +165,74 @@ def resolve(
     dropped = tuple(d for d in items if d not in kept)
     left_out = tuple((d, why) for d in kept if (why := _unfit(d, service)) is not None)
     kept = tuple(d for d in kept if all(d != other for other, _ in left_out))
-    return Resolved(kept, dropped, left_out)
+    return Resolved(kept, dropped, left_out, tuple(merge_notes))
+
+
+# Worded protections from weakest to strongest: the sandbox keeps the stronger of the profile's and the
+# wrapped unit's.
+_STRENGTH: dict[str, tuple[str, ...]] = {  # each level: its spellings
+    "ProtectSystem": ("no false", "yes true", "full", "strict"),
+    "ProtectHome": ("no false", "read-only", "tmpfs", "yes true"),
+    "ProtectProc": ("default", "ptraceable", "invisible", "noaccess"),
+    "ProcSubset": ("all", "pid"),
+    "KeyringMode": ("inherit", "shared", "private"),
+    "DevicePolicy": ("auto", "closed", "strict"),
+    "ProtectControlGroups": ("no false", "yes true", "private", "strict"),
+}
+# Lists that only take away: the wrapped unit's are added to the profile's.
+_ADDITIVE = frozenset(
+    {
+        "ReadOnlyPaths",
+        "InaccessiblePaths",
+        "ExecPaths",
+        "NoExecPaths",
+        "RestrictFileSystems",
+        "SocketBindDeny",
+    }
+)
+
+
+def _strength(key: str, value: str) -> int:
+    return next((i for i, words in enumerate(_STRENGTH[key]) if value in words.split()), 0)
+
+
+def merge_hardening(items: list[Directive], unit: tuple[Directive, ...]) -> tuple[list[Directive], list[str]]:
+    """The profile's directives with the wrapped unit's own protections added where they are stronger:
+    a sandbox is never weaker than the unit it wraps."""
+    out = list(items)
+    notes: list[str] = []
+    for d in unit:
+        mine = [i for i in out if i.key == d.key]
+        if d.key in _STRENGTH:
+            if not mine or _strength(d.key, d.value) > _strength(d.key, mine[-1].value):
+                out = [i for i in out if i.key != d.key] + [d]
+        elif d.key == "RestrictAddressFamilies":
+            out = _intersect_families(out, d)
+        elif d.key == "SystemCallFilter" and not d.value.startswith("~"):
+            # both allow lists: only their intersection would be at least as strict as each; the unit's
+            # own list (systemd's expansion of it) stands in for the profile's groups
+            out = [i for i in out if not (i.key == d.key and not i.value.startswith("~"))]
+            out.insert(0, d)
+            notes.append("SystemCallFilter: the wrapped unit's own allow list replaces the profile's")
+        elif d.key in _ADDITIVE or d.key == "SystemCallFilter":
+            if d not in out:
+                out.append(d)
+        elif not mine:  # yes/no protections and single values the profile does not set
+            out.append(d)
+    return out, notes
+
+
+def _intersect_families(items: list[Directive], unit: Directive) -> list[Directive]:
+    if unit.value.startswith("~"):
+        return [*items, unit]
+    mine = allowed_families(tuple(items))
+    theirs = frozenset(unit.value.split())
+    if mine is None:
+        return [*items, unit]
+    both = " ".join(sorted(mine & theirs)) or "none"
+    return [i for i in items if i.key != "RestrictAddressFamilies"] + [
+        Directive("RestrictAddressFamilies", both)
+    ]
 
 
 def _unfit(d: Directive, service: ServiceDef) -> str | None:

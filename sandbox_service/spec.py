@@ -65,11 +65,13 @@ class ServiceType(enum.Enum):
 
 
 class ExecFlag(enum.Enum):
-    """Exec line prefixes we keep. '+' (run outside the sandbox) is refused by discovery, never stored."""
+    """Exec line prefixes we keep. '+' (full privileges, outside the unit's sandboxing) is kept as
+    PRIVILEGED and means, in a sandbox: as its root with all of the sandbox's capabilities, inside it."""
 
     IGNORE_FAILURE = "-"
     NO_ENV_EXPAND = ":"
     NO_SETUID = "!"
+    PRIVILEGED = "+"
 
 
 class SELinuxMode(enum.Enum):
@@ -192,6 +194,80 @@ class EnvFile:
         check_abs_path("EnvironmentFile", self.path)
 
 
+# Settings of a host unit carried into its sandbox's unit as they are (discover/carry.py writes them):
+# only these keys, so a spec file cannot slip in a command, a root, a user or a namespace setting.
+_LIMITS = (
+    "AS", "CORE", "CPU", "DATA", "FSIZE", "LOCKS", "MEMLOCK", "MSGQUEUE", "NICE", "NOFILE", "NPROC", "RSS",
+    "RTPRIO", "RTTIME", "SIGPENDING", "STACK",
+)  # fmt: skip
+CARRIABLE = frozenset(
+    {
+        "ExitType", "GuessMainPID", "NotifyAccess", "WatchdogSec", "WatchdogSignal", "FileDescriptorStoreMax",
+        "FileDescriptorStorePreserve", "NonBlocking", "SameProcessGroup", "IgnoreSIGPIPE", "RestartSteps",
+        "RestartMaxDelaySec", "RestartMode", "RestartPreventExitStatus", "RestartForceExitStatus",
+        "SuccessExitStatus", "TimeoutAbortSec", "TimeoutCleanSec", "TimeoutStartFailureMode",
+        "TimeoutStopFailureMode", "RuntimeMaxSec", "RuntimeRandomizedExtraSec", "OOMPolicy",
+        "ReloadSignal", "RestartKillSignal", "FinalKillSignal", "SendSIGKILL", "SendSIGHUP",
+        "SetLoginEnvironment", "PassEnvironment", "UnsetEnvironment", "Nice", "OOMScoreAdjust",
+        "CoredumpFilter", "IOSchedulingClass",
+        "IOSchedulingPriority", "CPUSchedulingPolicy", "CPUSchedulingPriority", "CPUSchedulingResetOnFork",
+        "NUMAPolicy", "TimerSlackNSec", "Personality", "DebugInvocation", "SyslogIdentifier",
+        "SyslogFacility", "SyslogLevel", "SyslogLevelPrefix", "LogLevelMax", "LogRateLimitIntervalSec",
+        "LogRateLimitBurst",
+        "TemporaryFileSystem", "ExecSearchPath", "SystemCallLog", "MemoryKSM", "DisableControllers",
+        "CPUAccounting", "CPUWeight", "StartupCPUWeight", "CPUShares", "StartupCPUShares", "CPUQuota",
+        "CPUQuotaPeriodSec", "MemoryAccounting", "MemoryMin", "MemoryLow", "MemoryHigh", "MemoryMax",
+        "MemorySwapMax", "MemoryZSwapMax", "MemoryLimit", "DefaultMemoryLow", "DefaultMemoryMin",
+        "DefaultStartupMemoryLow", "StartupMemoryLow", "StartupMemoryHigh", "StartupMemoryMax",
+        "StartupMemorySwapMax", "StartupMemoryZSwapMax", "MemoryPressureWatch", "MemoryPressureThresholdSec",
+        "TasksAccounting", "TasksMax", "IOAccounting", "IOWeight", "StartupIOWeight", "IODeviceWeight",
+        "IOReadBandwidthMax", "IOWriteBandwidthMax", "IOReadIOPSMax", "IOWriteIOPSMax",
+        "IODeviceLatencyTargetSec", "BlockIOAccounting", "BlockIOWeight", "StartupBlockIOWeight",
+        "BlockIODeviceWeight", "BlockIOReadBandwidth", "BlockIOWriteBandwidth", "IPAccounting",
+        "ManagedOOMSwap", "ManagedOOMMemoryPressure", "ManagedOOMMemoryPressureLimit",
+        "ManagedOOMMemoryPressureDurationSec", "ManagedOOMPreference", "DefaultDependencies",
+        "StopWhenUnneeded", "RefuseManualStart", "RefuseManualStop", "AllowIsolate", "IgnoreOnIsolate",
+        "CollectMode", "JobTimeoutSec", "JobRunningTimeoutSec", "StartLimitIntervalSec", "StartLimitBurst",
+        "OnFailureJobMode", "OnSuccessJobMode", *(f"Limit{name}" for name in _LIMITS),
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One line of the host unit's, carried into the sandbox's unit as it is (see CARRIABLE)."""
+
+    key: str
+    value: str
+
+    def __post_init__(self) -> None:
+        if self.key not in CARRIABLE:
+            raise InvalidInput(f"{self.key}= is not a setting the tool carries from a host unit")
+        check_text(f"value of {self.key}", self.value)
+        if self.value != self.value.strip() or self.value.endswith("\\"):
+            raise InvalidInput(f"value of {self.key} cannot be written in a unit file: {self.value!r}")
+
+
+class DirectoryKind(enum.Enum):
+    RUNTIME = "runtime"
+    STATE = "state"
+    CACHE = "cache"
+    LOGS = "logs"
+    CONFIGURATION = "configuration"
+
+
+@dataclass(frozen=True)
+class DirectoryMode:
+    """The mode of one kind of the service's directories (RuntimeDirectoryMode= and friends)."""
+
+    kind: DirectoryKind
+    mode: str
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"0[0-7]{3}", self.mode):
+            raise InvalidInput(f"invalid directory mode {self.mode!r}")
+
+
 @dataclass(frozen=True)
 class ServiceDef:
     """The wrapped program: the host unit's [Service] settings that carry over into the sandbox."""
@@ -226,6 +302,11 @@ class ServiceDef:
     read_write_paths: tuple[str, ...] = ()
     capability_bounding_set: tuple[str, ...] | None = None  # None: the host unit does not restrict it
     ambient_capabilities: tuple[str, ...] = ()
+    exec_condition: tuple[ExecCommand, ...] = ()
+    directory_modes: tuple[DirectoryMode, ...] = ()  # only those the host unit sets (default 0755)
+    carried: tuple[Setting, ...] = ()  # the host unit's settings carried as they are
+    hardening: tuple[Directive, ...] = ()  # the host unit's own protections (merged with the profile's)
+    after: tuple[str, ...] = ()  # targets of the host's the service is ordered after (and wants)
 
     def __post_init__(self) -> None:
         for cap in (*(self.capability_bounding_set or ()), *self.ambient_capabilities):
@@ -267,6 +348,9 @@ class ServiceDef:
             *self.configuration_directories,
         ):
             check_rel_dir("directory setting", d)
+        for target in self.after:
+            if not re.fullmatch(r"[A-Za-z0-9:_.@\\-]+\.target", target):
+                raise InvalidInput(f"invalid target name {target!r}")
         for p in self.read_write_paths:
             check_abs_path("ReadWritePaths", p.removeprefix("-"))
             if directives.opens_shared(p):

@@ -81,6 +81,38 @@ class UnitSettings:
     bus_name: str
     capability_bounding_set: int
     ambient_capabilities: int
+    exec_condition: tuple[RawExec, ...] = ()
+    source_path: str = ""  # the init script a generator made the unit from
+    # Offline only (unit files as written): assignments carry.py takes verbatim; over D-Bus the same come
+    # from unit_properties()
+    raw: tuple[tuple[str, str], ...] = ()
+
+
+PropertyValue = str | int | bool | tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Properties:
+    """Every property systemd reports for a service unit (Unit and Service interfaces), as plain Python
+    values: strings, numbers, booleans, and tuples of them (arrays and structs)."""
+
+    items: tuple[tuple[str, PropertyValue], ...]
+
+    def get(self, name: str, default: PropertyValue | None = None) -> PropertyValue | None:
+        return dict(self.items).get(name, default)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.items)
+
+
+def _plain(value: Any) -> PropertyValue:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(v) for v in value)
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -236,6 +268,7 @@ class Systemd:
             dropin_paths=_strs(unit[b"DropInPaths"]),
             description=_s(unit[b"Description"]),
             type=_s(svc[b"Type"]),
+            exec_condition=ex("ExecCondition"),
             exec_start_pre=ex("ExecStartPre"),
             exec_start=ex("ExecStart"),
             exec_start_post=ex("ExecStartPost"),
@@ -269,7 +302,18 @@ class Systemd:
             bus_name=_s(svc[b"BusName"]),
             capability_bounding_set=int(svc[b"CapabilityBoundingSet"]),
             ambient_capabilities=int(svc[b"AmbientCapabilities"]),
+            source_path=_s(unit[b"SourcePath"]),
         )
+
+    def unit_properties(self, name: str) -> Properties:
+        """All properties of a service unit; for a name systemd does not know, the defaults it would give
+        a service that sets nothing (how a unit's own settings are told from the manager's defaults)."""
+        path = self._unit_path(name)
+        merged: dict[str, PropertyValue] = {}
+        for iface in (UNIT_IFACE, SERVICE_IFACE):
+            for key, value in self._get_all(path, iface).items():
+                merged[_s(key)] = _plain(value)
+        return Properties(tuple(sorted(merged.items())))
 
     def service_status(self, name: str) -> ServiceStatus:
         path = self._unit_path(name)

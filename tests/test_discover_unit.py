@@ -77,13 +77,28 @@ def test_nginx_translates() -> None:
         ({"dynamic_user": True}, "DynamicUser"),
         ({"root_directory": "/srv/x"}, "own root"),
         ({"type": "dbus"}, "system bus"),
-        ({"exec_start_pre": (RawExec("/bin/x", ("/bin/x",), ("privileged",)),)}, "'\\+' prefix"),
         ({"exec_start": ()}, "no ExecStart"),
     ],
 )
 def test_unwrappable_units_are_refused_with_a_reason(change: dict[str, object], reason: str) -> None:
     with pytest.raises(NotWrappable, match=reason):
         service_def_from_settings(dataclasses.replace(NGINX, **change))  # type: ignore[arg-type]
+
+
+def test_privileged_prefix_runs_inside_as_the_sandboxs_root() -> None:
+    """'+' would run a command outside the unit's sandboxing: it is kept as a flag that puts the command
+    inside the sandbox as its root (launcher --privileged), and '!!' (no effect where the kernel has
+    ambient capabilities) as no prefix at all."""
+    svc = service_def_from_settings(
+        dataclasses.replace(
+            NGINX,
+            exec_start_pre=(
+                RawExec("/bin/x", ("/bin/x",), ("privileged",)),
+                RawExec("/bin/y", ("/bin/y",), ("ambient",)),
+            ),
+        )
+    )
+    assert [c.flags for c in svc.exec_start_pre] == [(ExecFlag.PRIVILEGED,), ()]
 
 
 def test_unit_names() -> None:

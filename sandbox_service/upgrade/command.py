@@ -16,8 +16,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path, PurePosixPath
 
 from .. import control, render, security, specfile, tree
+from ..create import translate_unit
 from ..discover import host as host_discovery
-from ..discover.unit import service_def_from_settings, with_overrides
+from ..discover.unit import with_overrides
 from ..errors import InvalidInput, NotFound, SandboxError
 from ..identity import IdMap
 from ..install import Transaction, write_units
@@ -134,7 +135,7 @@ def _plan_one(layout: Layout, spec: SandboxSpec, sd: Systemd | None) -> _Planned
 
 def _reread_service(spec: SandboxSpec, unit: str, sd: Systemd) -> ServiceDef:
     try:
-        return service_def_from_settings(sd.unit_settings(unit))
+        return translate_unit(sd.unit_settings(unit), sd).service
     except NotFound as exc:
         raise NotFound(
             f"sandbox {spec.name!r} wraps {unit}, which is gone: {exc.message}",

@@ -14,8 +14,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ...directives import VALUE_PATTERNS
 from ...errors import InvalidInput
 from ...security import CAPABILITIES
+from ...spec import CARRIABLE
 from ...systemd import RawExec, UnitSettings
 from .lookup import _SYSTEM_CONF_DROPIN_DIRS, _conf_files, _is_normalized, _Name, _path_key, _simplify, _Tree
 from .specifiers import _Specifiers
@@ -45,7 +47,11 @@ class _Fatal(Exception):
     """An error that makes systemd refuse to load the unit (load state bad-setting)."""
 
 
-_EXEC_KEYS = ("ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload", "ExecStop", "ExecStopPost")
+# What carry.py takes from a unit file as written: the carried settings and the hardening directives.
+RAW_KEYS = CARRIABLE | frozenset(VALUE_PATTERNS)
+_EXEC_KEYS = (
+    "ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload", "ExecStop", "ExecStopPost"
+)  # fmt: skip
 _DIRECTORY_KEYS = {
     "StateDirectory": "state_directories",
     "RuntimeDirectory": "runtime_directories",
@@ -105,6 +111,8 @@ class _Service:
     protect_kernel_modules: bool = False
     protect_kernel_logs: bool = False
     protect_clock: bool = False
+    # Settings carried into a sandbox as written (spec.CARRIABLE, hardening directives), for carry.py
+    raw: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -433,6 +441,9 @@ def _apply(svc: _Service, path: str, text: str, ctx: _Ctx) -> None:
     except InvalidInput as exc:
         raise _Fatal(str(exc)) from None
     for a in assignments:
+        if a.key in RAW_KEYS:
+            with contextlib.suppress(_Ignored, _SyntaxError):
+                svc.raw.append((a.key, ctx.spec.expand(a.value)))
         handler = _HANDLERS.get((a.section, a.key))
         if handler is None:
             continue
@@ -512,6 +523,7 @@ def _settings(
         dropin_paths=tuple(dropins),
         description=svc.description or unit_id,
         type=svc.type,
+        exec_condition=tuple(svc.execs["ExecCondition"]),
         exec_start_pre=tuple(svc.execs["ExecStartPre"]),
         exec_start=tuple(svc.execs["ExecStart"]),
         exec_start_post=tuple(svc.execs["ExecStartPost"]),
@@ -545,4 +557,5 @@ def _settings(
         bus_name=svc.bus_name,
         capability_bounding_set=svc.capability_bounding_set,
         ambient_capabilities=svc.ambient_capabilities,
+        raw=tuple(svc.raw),
     )
