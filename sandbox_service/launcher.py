@@ -262,6 +262,9 @@ def join_namespaces(pid: int, id_base: int, *, optional: bool = False) -> bool:
     try:
         user_fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
         mnt_fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        # In a PID namespace of its own (PrivatePIDs=) the main process's /proc shows that namespace,
+        # in which this process has no entry (no /proc/self): then only its user namespace is joined.
+        same_pids = os.stat(f"/proc/{pid}/ns/pid").st_ino == os.stat("/proc/self/ns/pid").st_ino
         # Still the same process (its PID was not reused meanwhile): the pidfd can still signal it.
         if _libc.syscall(424, pidfd, 0, None, 0) != 0:  # pidfd_send_signal(pidfd, 0)
             fail(EXIT_NAMESPACE, f"process {pid} of the sandbox went away")
@@ -275,7 +278,8 @@ def join_namespaces(pid: int, id_base: int, *, optional: bool = False) -> bool:
     if fields != ["0", str(id_base), str(ID_COUNT)]:
         fail(EXIT_NAMESPACE, f"process {pid} does not belong to this sandbox (ID map {' '.join(fields)})")
     become_root_inside()
-    _check(_libc.setns(mnt_fd, CLONE_NEWNS), EXIT_NAMESPACE, "cannot join the sandbox's mount namespace")
+    if same_pids:
+        _check(_libc.setns(mnt_fd, CLONE_NEWNS), EXIT_NAMESPACE, "cannot join the sandbox's mount namespace")
     os.close(user_fd)
     os.close(mnt_fd)
     return True

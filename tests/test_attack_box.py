@@ -44,6 +44,19 @@ def wait_inactive(box: SystemdBox, unit: str, seconds: float = 60) -> None:
         time.sleep(0.2)
 
 
+def program_pid(box: SystemdBox, unit: str, comm: str, seconds: float = 30) -> int:
+    """The PID of the unit's program: its main process once the launcher has become it, or the
+    launcher's child where the launcher stays as PID 1 of a PID namespace of the unit's own."""
+    deadline = time.monotonic() + seconds
+    while True:
+        main = main_pid(box, unit)
+        for pid in (main, *map(int, box.run(["pgrep", "-P", str(main)], check=False).stdout.split())):
+            if box.run(["cat", f"/proc/{pid}/comm"], check=False).stdout.strip() == comm:
+                return pid
+        assert time.monotonic() < deadline, f"{unit} did not run {comm}"
+        time.sleep(0.1)
+
+
 def main_pid(box: SystemdBox, unit: str) -> int:
     pid = int(show(box, unit, "MainPID"))
     assert pid > 0, f"{unit} has no main process"
@@ -213,12 +226,7 @@ def test_loader_tricks_do_not_reach_the_launcher(box: SystemdBox, cleanup: list[
     assert rc == 0, err
     assert "preload list: ''" in out  # the loader's preload list stays empty
     box.run(["systemctl", "restart", "sandbox-preload.service"])
-    pid = main_pid(box, "sandbox-preload.service")
-    # the start job is done once the launcher runs; wait for it to have become the service's program
-    deadline = time.monotonic() + 30
-    while box.run(["cat", f"/proc/{pid}/comm"]).stdout.strip() != "sleep":
-        assert time.monotonic() < deadline, "the launcher did not run the service's program"
-        time.sleep(0.1)
+    pid = program_pid(box, "sandbox-preload.service", "sleep")
     environ = box.run(["cat", f"/proc/{pid}/environ"]).stdout.split("\0")
     assert "GREETING=hello" in environ  # the environment file is read...
     assert not any(v.startswith(("LD_PRELOAD=", "LD_LIBRARY_PATH=")) for v in environ)  # ...minus these

@@ -44,7 +44,7 @@ def test_pid_and_cgroup_namespaces(box: SystemdBox, cleanup: list[str]) -> None:
         assert "PrivatePIDs=yes" in unit and "ProtectControlGroups=strict" in unit
         # the launcher is PID 1 of the sandbox's own PID namespace, the program below it, nothing else
         assert seen["pid"] > 1 and seen["seen"] == [1, seen["pid"]]
-        assert seen["cgroup"] == "0::/"
+        assert all(line.endswith(":/") for line in seen["cgroup"].splitlines())  # its own cgroup root
         # the launcher passes the stop on: the program that never asked for SIGTERM still stops at once
         began = time.monotonic()
         box.run(["systemctl", "stop", "sandbox-selfview.service"])
