@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from . import fswalk, identity, isolation, render, security, selinux, specfile, tree
 from .control import run_job, sandbox_names, units_to_wait_for
 from .discover import host as host_discovery
-from .discover import packages, unitnames
+from .discover import packages, related, unitnames
 from .discover.unit import Translated, translate, unit_name_for, with_overrides
 from .discover.unitfile import load_unit_settings
 from .errors import AlreadyExists, DiscoveryFailed, InvalidInput, NotFound, SystemdUnavailable, TooExposed
@@ -118,8 +118,10 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
         # a unit a generator made from an init script belongs to nobody: its script's package is it
         origin = settings.source_path or settings.fragment_path
         source_package = packages.owner_of(hostinfo.package_manager, layout.root, origin)
-        if source_package and source_package not in pkgs:
-            pkgs.insert(0, source_package)
+        if source_package:
+            # the packages built from the same source come along: their files are the service's too
+            family = related.siblings(hostinfo.package_manager, layout.root, source_package)
+            pkgs = [*family, *(p for p in pkgs if p not in family)]
         unit_paths = _unit_named_paths(service)
         description = req.description or settings.description
     elif req.command:
@@ -137,10 +139,18 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
     service = with_overrides(service, req.user, req.group)
 
     copies: list[str] = []
+    tmpfiles: list[str] = []
+    ours = frozenset(pkgs)
     for pkg in pkgs:
-        paths = packages.package_paths(hostinfo.package_manager, layout.root, pkg)
+        paths = packages.package_paths(hostinfo.package_manager, layout.root, pkg, ours)
         copies.extend(paths.trees)
         copies.extend(p for p in paths.files if not any(p.startswith(t + "/") for t in paths.trees))
+        tmpfiles.extend(paths.tmpfiles)
+    if req.unit:
+        # what dpkg does not list: ucf's configuration, and what maintainer scripts made for the account
+        copies.extend(related.ucf_paths(layout.root, tuple(pkgs)))
+        account = related.account_ids(layout.root, service.user, service.group)
+        copies.extend(related.account_paths(layout.root, *account))
     for p in unit_paths:
         if os.path.lexists(layout.host(p)):
             copies.append(p)
@@ -194,6 +204,7 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
         group=req.group,
         # provisional (what --dry-run shows): _apply takes the range for real
         id_base=identity.registry_for(layout).peek(name) if userns else None,
+        tmpfiles=tuple(dict.fromkeys(tmpfiles)),
     )
     if userns and not layout.host(isolation.PYTHON).exists():
         raise NotFound(

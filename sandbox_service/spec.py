@@ -451,6 +451,7 @@ class SandboxSpec:
     user: str | None = None  # --user/--group given at create: wins over the wrapped unit's User=/Group=
     group: str | None = None
     id_base: int | None = None  # first host ID of the sandbox's private range; None: no user namespace
+    tmpfiles: tuple[str, ...] = ()  # tmpfiles.d names of its packages, applied inside at every start
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -471,6 +472,9 @@ class SandboxSpec:
             raise InvalidInput(f"invalid SELinux level {self.selinux_level!r}")
         if self.id_base is not None:
             check_id_base(self.id_base)
+        for name in self.tmpfiles:
+            if not re.fullmatch(r"[A-Za-z0-9_.@+-]+\.conf", name) or name.startswith("."):
+                raise InvalidInput(f"invalid tmpfiles.d name {name!r}")
         if self.id_base is not None and not self.security.user_namespace:
             raise InvalidInput("an ID range is given but the user namespace is turned off")
 

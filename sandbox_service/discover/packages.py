@@ -7,6 +7,7 @@ tree given with --root (dpkg --root / rpm --root), never a mix of the two.
 from __future__ import annotations
 
 import enum
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from ..errors import NotFound
 from ..run import run
 
 PRIVATE_PREFIXES = ("/etc/", "/var/")
+_TMPFILES_DIRS = ("/usr/lib/tmpfiles.d/", "/lib/tmpfiles.d/", "/etc/tmpfiles.d/")
+_TMPFILES_NAME = re.compile(r"[A-Za-z0-9_.@+-]+\.conf")
 
 
 class PackageManager(enum.Enum):
@@ -32,6 +35,7 @@ class PackagePaths:
     files: tuple[str, ...]
     dirs: tuple[str, ...]
     trees: tuple[str, ...]
+    tmpfiles: tuple[str, ...] = ()  # names of the tmpfiles.d files it ships
 
 
 def detect(root: Path) -> PackageManager:
@@ -112,8 +116,13 @@ def _owners(pm: PackageManager, root: Path, dirs: list[str]) -> dict[str, set[st
     return owners
 
 
-def package_paths(pm: PackageManager, root: Path, package: str) -> PackagePaths:
-    listed = [p for p in _list_files(pm, root, package) if p.startswith(PRIVATE_PREFIXES)]
+def package_paths(
+    pm: PackageManager, root: Path, package: str, family: frozenset[str] = frozenset()
+) -> PackagePaths:
+    """`family`: packages whose directories count as this one's own too (its source siblings): a
+    directory only they own is copied whole."""
+    everything = _list_files(pm, root, package)
+    listed = [p for p in everything if p.startswith(PRIVATE_PREFIXES)]
     files, dirs = [], []
     for p in listed:
         host = root / p.lstrip("/")
@@ -125,7 +134,20 @@ def package_paths(pm: PackageManager, root: Path, package: str) -> PackagePaths:
     # /etc or /var/lib themselves never are.
     deep = [d for d in dirs if d.count("/") >= 2 and d not in ("/var/lib", "/var/log", "/var/cache")]
     owners = _owners(pm, root, deep)
-    trees = [d for d in deep if owners.get(d) == {package}]
+    ours = family | {package}
+    trees = [d for d in deep if owners.get(d) and owners[d] <= ours]
     # keep only the outermost of nested trees
     trees = [t for t in trees if not any(t != o and t.startswith(o + "/") for o in trees)]
-    return PackagePaths(package, tuple(files), tuple(dirs), tuple(trees))
+    tmpfiles = tmpfiles_configs(everything)
+    return PackagePaths(package, tuple(files), tuple(dirs), tuple(trees), tmpfiles)
+
+
+def tmpfiles_configs(package_files: list[str]) -> tuple[str, ...]:
+    """The names of the tmpfiles.d files a package ships (systemd-tmpfiles finds them by name)."""
+    names = []
+    for path in package_files:
+        for d in _TMPFILES_DIRS:
+            name = path.removeprefix(d)
+            if path.startswith(d) and _TMPFILES_NAME.fullmatch(name):
+                names.append(name)
+    return tuple(dict.fromkeys(names))
