@@ -182,6 +182,7 @@ def launch_settings(spec: SandboxSpec) -> str:
         "unprivileged_ports": opens_low_ports(spec),
         "forbid_namespaces": _restricts_namespaces(spec),
         "unit_environment": sorted({var.name for var in svc.environment}),
+        "working_directory": svc.working_directory,
     }
     return json.dumps(data, indent=2) + "\n"
 

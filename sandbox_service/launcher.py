@@ -62,6 +62,7 @@ LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 # systemd's exit statuses for the same failures (systemd.exec(5)), so that `systemctl status` and our
 # diagnosis read them the same way.
+EXIT_CHDIR = 200
 EXIT_EXEC = 203
 EXIT_GROUP = 216
 EXIT_USER = 217
@@ -142,6 +143,9 @@ class Settings:
         self.unprivileged_ports = bool(data.get("unprivileged_ports", False))
         self.forbid_namespaces = bool(data.get("forbid_namespaces", True))
         self.unit_environment = set(_str_list(data, "unit_environment"))
+        # systemd would change directory as the host account, which may not enter the service's own
+        # directories: the launcher does it inside, as the service's user ("-": may be missing, "~": home)
+        self.working_directory = _opt_str(data, "working_directory")
         self.directories: list[tuple[str, str, int]] = []
         for entry in data.get("directories", []):
             if not isinstance(entry, dict):
@@ -480,6 +484,18 @@ def switch_user(account: Account, ambient: set[int]) -> None:
             )
 
 
+def change_directory(setting: str, account: Account | None) -> None:
+    optional = setting.startswith("-")
+    path = setting[1:] if optional else setting
+    if path == "~":
+        path = account.home if account is not None else "/root"
+    try:
+        os.chdir(path)
+    except OSError as exc:
+        if not optional:
+            fail(EXIT_CHDIR, f"cannot change to working directory {path}: {exc.strerror}")
+
+
 FORWARDED = (
     signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
     signal.SIGWINCH, signal.SIGCONT,
@@ -525,6 +541,7 @@ class Command:
         self.full_caps = False  # '+': keep every capability of the sandbox's root
         self.join: int | None = None
         self.join_optional = False  # --join-main: the main process may be gone (ExecStopPost)
+        self.unit_command = True  # one of the unit's Exec lines (not execute's): WorkingDirectory= applies
         rest = list(argv)
         while rest and rest[0] != "--":
             opt = rest.pop(0)
@@ -538,6 +555,7 @@ class Command:
                 self.join_optional = True
             elif opt == "--join" and rest and rest[0].isdigit():
                 self.join = int(rest.pop(0))
+                self.unit_command = False
             else:
                 fail(EXIT_CONFIG, f"unknown launcher option {opt!r}")
         if len(rest) < 3 or not rest[1]:
@@ -576,6 +594,8 @@ def launch(argv: list[str]) -> NoReturn:
     if account is not None:
         switch_user(account, settings.ambient)
         env.update(HOME=account.home, USER=account.name, LOGNAME=account.name, SHELL=account.shell)
+    if command.unit_command and settings.working_directory:
+        change_directory(settings.working_directory, service_account)
     try:
         if "/" in command.path:
             os.execve(command.path, command.argv, env)

@@ -169,6 +169,27 @@ def _identity(spec: SandboxSpec, plan: isolation.UnitPlan | None) -> tuple[tuple
     return tuple((key, value) for key, value in lines if value)
 
 
+# Access-path settings systemd resolves on the host unless a path is marked "+" (inside RootDirectory=).
+ROOT_RELATIVE = frozenset(
+    {"ReadWritePaths", "ReadOnlyPaths", "InaccessiblePaths", "ExecPaths", "NoExecPaths"}
+)
+
+
+def inside_root(path: str) -> str:
+    """A path of such a setting, as the sandbox sees it: "+" after an optional "-" ("ignore if missing").
+    Without it systemd would look on the host, find it outside the root and silently drop the line."""
+    missing_ok = path.startswith("-")
+    path = path.removeprefix("-")
+    return ("-" if missing_ok else "") + ("" if path.startswith("+") else "+") + path
+
+
+def _root_relative(directives: tuple[Directive, ...]) -> tuple[Directive, ...]:
+    return tuple(
+        Directive(d.key, " ".join(inside_root(p) for p in d.value.split())) if d.key in ROOT_RELATIVE else d
+        for d in directives
+    )
+
+
 def render_service(spec: SandboxSpec) -> str:
     plan = isolation.unit_plan(spec) if isolation.uses_user_namespace(spec) else None
     directives = plan.directives if plan else spec.security.directives
@@ -190,7 +211,7 @@ def render_service(spec: SandboxSpec) -> str:
             identity=_identity(spec, plan),
             unset_environment=plan.unset_environment if plan else (),
             readonly_binds=_readonly_binds(spec, plan),
-            directives=directives,
+            directives=_root_relative(directives),
             run_mount=run_mount_unit(spec.name),
             slice_unit=slice_unit(spec.name),
             selinux_context=selinux.process_context(spec.selinux_level) if spec.selinux_level else None,
@@ -199,6 +220,7 @@ def render_service(spec: SandboxSpec) -> str:
             carried_unit=tuple(s for s in spec.service.carried if carry.section_of(s.key) == "Unit"),
             carried_service=_carried_service(spec),
             read_write_paths=_read_write_paths(spec, directives),
+            read_only_root=read_only_root(spec, directives),
         )
     )
 
@@ -212,11 +234,36 @@ def _carried_service(spec: SandboxSpec) -> tuple[Setting, ...]:
     )
 
 
+# Top-level directories of a root left writable under a read-only "/" (as far as the profile's
+# ProtectSystem= and ProtectHome= leave them so: systemd would let a ReadWritePaths= undo a tmpfs).
+WRITABLE_TOPS = ("/var", "/srv", "/opt", "/mnt", "/media")
+HOME_TOPS = ("/home", "/root")
+
+
+def read_only_root(spec: SandboxSpec, directives: tuple[Directive, ...]) -> bool:
+    """With a user namespace "/" of the root belongs to the sandbox's root, so it is mounted read-only:
+    the sandbox cannot replace what the host-side start reads at its top (the usr-merge links that lead
+    to the loader, /etc, the launcher).  ProtectSystem=strict already does so."""
+    return isolation.uses_user_namespace(spec) and _setting(directives, "ProtectSystem") != "strict"
+
+
+def _setting(directives: tuple[Directive, ...], key: str) -> str:
+    return next((d.value for d in directives if d.key == key), "no")
+
+
 def _read_write_paths(spec: SandboxSpec, directives: tuple[Directive, ...]) -> tuple[str, ...]:
-    """The unit's own ReadWritePaths=, and under ProtectSystem=strict the service's directories, which
-    systemd exempts for a unit that declares them (here the launcher makes them)."""
+    """The unit's own ReadWritePaths=; under a read-only "/" (read_only_root) the top directories a
+    service may write; under ProtectSystem=strict the service's directories, which systemd exempts for a
+    unit that declares them (here the launcher makes them)."""
     paths = list(spec.service.read_write_paths)
-    strict = any(d.key == "ProtectSystem" and d.value == "strict" for d in directives)
+    if read_only_root(spec, directives):
+        tops = list(WRITABLE_TOPS)
+        if _setting(directives, "ProtectSystem") not in ("full", "strict"):
+            tops.append("/etc")
+        if _setting(directives, "ProtectHome") in ("no", "false"):
+            tops += HOME_TOPS
+        paths = [f"-{top}" for top in sorted(tops)] + paths
+    strict = _setting(directives, "ProtectSystem") == "strict"
     if strict:
         svc = spec.service
         for top, dirs in (
@@ -226,7 +273,7 @@ def _read_write_paths(spec: SandboxSpec, directives: tuple[Directive, ...]) -> t
             ("/run", svc.runtime_directories),
         ):
             paths += [f"-{top}/{d}" for d in dirs]
-    return tuple(dict.fromkeys(paths))
+    return tuple(dict.fromkeys(inside_root(p) for p in paths))
 
 
 def _notify_lines(spec: SandboxSpec) -> tuple[tuple[str, str], ...]:

@@ -38,7 +38,9 @@ ROOT_DAEMON_CAPS = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL", "CAP_SETGID", "CAP_SETUID",
     "CAP_NET_BIND_SERVICE",
 )  # fmt: skip
-SERVICE_FAMILIES = "AF_UNIX AF_INET AF_INET6"
+# AF_NETLINK: getifaddrs() and getaddrinfo(AI_ADDRCONFIG) ask the kernel's routing socket which
+# addresses exist; it shows the sandbox's own network namespace and changes nothing without CAP_NET_ADMIN.
+SERVICE_FAMILIES = "AF_UNIX AF_INET AF_INET6 AF_NETLINK"
 
 
 # Values a profile may leave for create to derive from the wrapped service (resolve()).

@@ -352,7 +352,7 @@ class ServiceDef:
             if not re.fullmatch(r"[A-Za-z0-9:_.@\\-]+\.target", target):
                 raise InvalidInput(f"invalid target name {target!r}")
         for p in self.read_write_paths:
-            check_abs_path("ReadWritePaths", p.removeprefix("-"))
+            check_abs_path("ReadWritePaths", p.removeprefix("-").removeprefix("+"))
             if directives.opens_shared(p):
                 raise InvalidInput(f"ReadWritePaths={p} would open what the sandbox shares read-only")
 

@@ -83,10 +83,13 @@ def inside(root: Path, path: str) -> Path:
 
 def make_base(root: Path, usr_layout: Iterable[UsrLink], ids: IdMap | None = None) -> None:
     """The directories and links every root has.  With a user namespace (`ids`) they belong to the
-    sandbox's root, except "/" itself: it stays the host's, so the sandbox cannot rename or replace what
-    sits at its top (/etc, /usr, the launcher's directory)."""
+    sandbox's root, "/" too (tools such as systemd-tmpfiles refuse a root owned by someone else); what
+    sits at the top (/etc, the usr-merge links, the launcher's directory) stays in place because the
+    unit mounts "/" read-only (render._read_write_paths)."""
     root.mkdir(mode=0o755, parents=True, exist_ok=True)
     os.chmod(root, 0o755)
+    if ids is not None:
+        os.lchown(root, ids.to_host(0), ids.to_host(0))
     for rel, mode in BASE_DIRS:
         d = root / rel
         d.mkdir(exist_ok=True)

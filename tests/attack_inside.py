@@ -126,6 +126,9 @@ def main() -> None:
     out["replace_launcher"] = attempt(lambda: write("/.sandbox-service/launch", "", "a"))
     out["launcher_dir"] = attempt(lambda: write("/.sandbox-service/evil", ""))
     out["rename_etc"] = attempt(lambda: os.rename("/etc", "/etc.moved"))
+    # the kernel follows /lib64 (or /lib) to the loader when systemd starts the next command as host root
+    out["replace_loader_link"] = attempt(lambda: os.rename("/lib", "/lib.moved"))
+    out["new_top_entry"] = attempt(lambda: os.mkdir("/lib64.new"))
     # a write may "succeed" into /dev/null, bound there: what counts is what the loader reads back
     attempt(lambda: write("/etc/ld.so.preload", "/var/evil.so\n"))
     out["preload_list"] = read("/etc/ld.so.preload")

@@ -66,3 +66,38 @@ def test_every_set_property_has_a_fate_and_carried_ones_arrive(
             )
         elif fate(prop) is Fate.DROPPED:
             assert f"{prop} not carried over" in out, f"{prop} dropped without a note"
+
+
+ACCESS_UNIT = """[Service]
+ExecStart=/bin/sleep infinity
+ProtectSystem=strict
+ReadWritePaths=/etc/hosts
+InaccessiblePaths=/etc/hostname
+"""
+# What the command inside reports: each file's own result, as its errno name or "ok".
+ACCESS_PROBE = """
+import errno, sys
+def attempt(path, mode):
+    try:
+        open(path, mode).close()
+        return "ok"
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+print(attempt("/etc/hosts", "a"), attempt("/etc/resolv.conf", "a"), attempt("/etc/hostname", "r"))
+"""
+
+
+def test_a_units_access_paths_hold_inside_its_root(box: SystemdBox, cleanup: list[str]) -> None:
+    """ReadWritePaths=, ReadOnlyPaths= and InaccessiblePaths= name paths of the sandbox: systemd would
+    read them on the host and drop them as outside the root unless they are marked as the root's own."""
+    unit = "accesstest.service"
+    box.write_file(f"/etc/systemd/system/{unit}", ACCESS_UNIT)
+    box.run(["systemctl", "daemon-reload"])
+    cleanup.append("access")
+    try:
+        cli(box, "create", "access", "--unit", unit, "--now")
+        _rc, out, _err = cli(box, "execute", "access", "--", "/usr/bin/python3", "-c", ACCESS_PROBE)
+        assert out.split() == ["ok", "EROFS", "EACCES"]
+    finally:
+        box.run(["rm", "-f", f"/etc/systemd/system/{unit}"])
+        box.run(["systemctl", "daemon-reload"])

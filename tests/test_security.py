@@ -34,7 +34,7 @@ def test_placeholders_resolve_against_the_wrapped_service() -> None:
     profile = security.load_profile("default", Path("/nonexistent"))
     root_daemon = dict((d.key, d.value) for d in security.resolve(profile, NGINX_LIKE, 252).directives)
     assert set(root_daemon["CapabilityBoundingSet"].split()) == set(security.ROOT_DAEMON_CAPS)
-    assert root_daemon["RestrictAddressFamilies"] == "AF_UNIX AF_INET AF_INET6"
+    assert root_daemon["RestrictAddressFamilies"] == security.SERVICE_FAMILIES
     as_user = ServiceDef(
         exec_start=NGINX_LIKE.exec_start, user="www-data", ambient_capabilities=("CAP_NET_BIND_SERVICE",)
     )
