@@ -245,7 +245,7 @@ def create_cmd(
         files = {str(k): v for k, v in p.files.items()}
         files[str(Path("/var/lib/sandbox-service") / name / "sandbox.yaml")] = specfile.dumps(p.spec)
         if as_json:
-            _print_json({"files": files, "copies": list(p.copies)})
+            _print_json({"files": files, "copies": list(p.copies), "notes": list(p.notes)})
             return
         for path, text in files.items():
             typer.echo(f"### {path}")
@@ -253,6 +253,8 @@ def create_cmd(
         typer.echo(f"### copied into {Path('/var/lib/sandbox-service') / name / 'root'}:")
         for c in p.copies:
             typer.echo(f"  {c}")
+        for n in p.notes:
+            typer.echo(f"  note: {n}")
         return
     _need_root()
     result = create(req, layout)
@@ -264,6 +266,7 @@ def create_cmd(
                 "copied_files": result.copied_files,
                 "started": result.started,
                 "online": result.online,
+                "notes": list(result.notes),
             }
         )
         return

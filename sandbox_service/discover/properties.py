@@ -45,6 +45,11 @@ _LIMITS = (
     "RTPRIO", "RTTIME", "SIGPENDING", "STACK",
 )  # fmt: skip
 
+_DEPENDENCY = (
+    "the targets it is ordered after are kept (discover/unit.py); other units are the host's, and its "
+    "sockets stay there (a note says so)"
+)
+
 # property -> (fate, why: said at create for DROPPED, documents the rest)
 PROPERTIES: dict[str, tuple[Fate, str]] = {
     # -- what runs, and how systemd follows it
@@ -323,15 +328,15 @@ PROPERTIES: dict[str, tuple[Fate, str]] = {
     "Description": (T, "the sandbox's description names it"),
     "Documentation": (D, "the sandbox documents itself (man:sandbox-service(1))"),
     "DefaultDependencies": (C, ""),
-    "Requires": (T, "dependencies on the host's targets and sockets; see discover/dependencies"),
-    "Requisite": (T, "dependencies on the host's targets and sockets; see discover/dependencies"),
-    "Wants": (T, "dependencies on the host's targets and sockets; see discover/dependencies"),
-    "BindsTo": (T, "dependencies on the host's targets and sockets; see discover/dependencies"),
-    "PartOf": (T, "dependencies on the host's targets and sockets; see discover/dependencies"),
-    "Upholds": (T, "dependencies on the host's targets and sockets; see discover/dependencies"),
-    "Conflicts": (T, "dependencies on the host's targets and sockets; see discover/dependencies"),
-    "Before": (T, "dependencies on the host's targets and sockets; see discover/dependencies"),
-    "After": (T, "dependencies on the host's targets and sockets; see discover/dependencies"),
+    "Requires": (T, _DEPENDENCY),
+    "Requisite": (T, _DEPENDENCY),
+    "Wants": (T, _DEPENDENCY),
+    "BindsTo": (T, _DEPENDENCY),
+    "PartOf": (T, _DEPENDENCY),
+    "Upholds": (T, _DEPENDENCY),
+    "Conflicts": (T, _DEPENDENCY),
+    "Before": (T, _DEPENDENCY),
+    "After": (T, _DEPENDENCY),
     "OnFailure": (D, "units of the host started on failure are not carried"),
     "OnSuccess": (D, "units of the host started on success are not carried"),
     "PropagatesReloadTo": (D, "reloads of host units are not carried"),

@@ -90,7 +90,21 @@ def translate(
         directory_modes=_directory_modes(props, defaults),
         after=_targets(props),
     )
-    return Translated(service, kept.notes)
+    return Translated(service, kept.notes + _socket_notes(props))
+
+
+def _socket_notes(props: Properties) -> tuple[str, ...]:
+    """Socket activation stays on the host: the host's sockets would hand the sandbox connections from
+    outside it.  The service opens its own listening sockets, as it does when started without them."""
+    sockets: set[str] = set()
+    for name in ("Requires", "Wants", "BindsTo", "TriggeredBy"):
+        value = props.get(name)
+        if isinstance(value, tuple):
+            sockets |= {str(u) for u in value if str(u).endswith(".socket")}
+    return tuple(
+        f"{s} of the host is not used: the sandboxed service listens on its own sockets"
+        for s in sorted(sockets)
+    )
 
 
 def service_def_from_settings(u: UnitSettings) -> ServiceDef:
@@ -242,7 +256,10 @@ def _targets(props: Properties) -> tuple[str, ...]:
     sandbox keeps that order.  Other units it depends on are the host's, which the sandbox does not use."""
     after = props.get("After") or ()
     names = after if isinstance(after, tuple) else ()
-    return tuple(str(n) for n in names if str(n).endswith(".target") and str(n) not in _IMPLIED_TARGETS)
+    # sorted: systemd lists dependencies in no stable order, and a re-read must compare equal
+    return tuple(
+        sorted({str(n) for n in names if str(n).endswith(".target") and str(n) not in _IMPLIED_TARGETS})
+    )
 
 
 def _raw_hardening(raw: tuple[tuple[str, str], ...]) -> tuple[Directive, ...]:
