@@ -147,8 +147,11 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
         copies.extend(p for p in paths.files if not any(p.startswith(t + "/") for t in paths.trees))
         tmpfiles.extend(paths.tmpfiles)
     if req.unit:
-        # what dpkg does not list: ucf's configuration, and what maintainer scripts made for the account
+        # what dpkg does not list: ucf's configuration, what maintainer scripts name and what they made
+        # for the account
         copies.extend(related.ucf_paths(layout.root, tuple(pkgs)))
+        copies.extend(related.script_paths(hostinfo.package_manager, layout.root, tuple(pkgs)))
+        copies.extend(related.dependency_conffiles(hostinfo.package_manager, layout.root, tuple(pkgs)))
         account = related.account_ids(layout.root, service.user, service.group)
         copies.extend(related.account_paths(layout.root, *account))
     for p in unit_paths:
@@ -177,8 +180,13 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
         notes.append("a chroot sandbox runs without a user namespace: its root is the host's root")
     chosen = Security(req.profile, req.memory_deny_write_execute, req.private_users, user_namespace=userns)
     resolved = security.settle(
-        chosen, service, hostinfo.systemd_version, layout.host(security.ADMIN_PROFILES)
+        chosen,
+        service,
+        hostinfo.systemd_version,
+        layout.host(security.ADMIN_PROFILES),
+        tuple(dict.fromkeys(tmpfiles)),
     )
+    notes += resolved.notes
     for d in resolved.dropped:
         notes.append(f"{d.key}={d.value} left out: systemd {hostinfo.systemd_version} does not know it")
     for d, why in resolved.left_out:

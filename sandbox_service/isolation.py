@@ -140,6 +140,9 @@ def unit_plan(spec: SandboxSpec) -> UnitPlan:
             continue
         directives.append(d)
     directives.append(Directive("CapabilityBoundingSet", caps))
+    if _per_command_mounts(spec) is not None:
+        # the launcher mounts the unit's protections, then forbids mounting with a filter of its own
+        directives.append(Directive("SystemCallFilter", "@mount"))
     return UnitPlan(
         identity=(("User", account), ("Group", account), ("AmbientCapabilities", caps)),
         directives=tuple(directives),
@@ -166,6 +169,23 @@ def _directories(spec: SandboxSpec) -> list[dict[str, object]]:
     return out
 
 
+_PROTECT_LEVELS = {"yes": "yes", "true": "yes", "full": "full", "strict": "strict"}
+
+
+def _per_command_mounts(spec: SandboxSpec) -> dict[str, object] | None:
+    """The unit's ProtectSystem= and ReadOnlyPaths= when the launcher applies them
+    (security.mounts_per_command): with what stays writable, the unit's ReadWritePaths= and directories."""
+    svc = spec.service
+    if not security.mounts_per_command(svc, spec.tmpfiles, uses_user_namespace(spec)):
+        return None
+    level = next((d.value for d in svc.hardening if d.key == "ProtectSystem"), "no")
+    return {
+        "protect_system": _PROTECT_LEVELS.get(level),
+        "read_only": [p for d in svc.hardening if d.key == "ReadOnlyPaths" for p in d.value.split()],
+        "writable": [*svc.read_write_paths, *(f"-{d['path']}" for d in _directories(spec))],
+    }
+
+
 def launch_settings(spec: SandboxSpec) -> str:
     """The launcher's launch.json for this sandbox."""
     assert spec.id_base is not None
@@ -183,6 +203,7 @@ def launch_settings(spec: SandboxSpec) -> str:
         "forbid_namespaces": _restricts_namespaces(spec),
         "unit_environment": sorted({var.name for var in svc.environment}),
         "working_directory": svc.working_directory,
+        "mounts": _per_command_mounts(spec),
     }
     return json.dumps(data, indent=2) + "\n"
 

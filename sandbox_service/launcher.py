@@ -58,6 +58,21 @@ PR_CAPBSET_DROP = 24
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 SECCOMP_MODE_FILTER = 2
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_RELATIME = 0x200000
+# A remount must repeat the flags the mount was locked with (statvfs() reports them).
+STATVFS_TO_MOUNT = (
+    (os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+    (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME), (os.ST_RELATIME, MS_RELATIME),
+)  # fmt: skip
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 # systemd's exit statuses for the same failures (systemd.exec(5)), so that `systemctl status` and our
@@ -83,11 +98,14 @@ CAPABILITIES = (
     "CAP_CHECKPOINT_RESTORE",
 )  # fmt: skip
 
-# (audit arch, syscall numbers of unshare, clone, clone3, setns, and a mask applied to the number first)
-# for the nested-namespace filter; other architectures run without it (systemd's own filter still applies).
+# (audit arch, syscall numbers of unshare, clone, clone3, setns, of mount, umount2, pivot_root and the
+# new mount API, and a mask applied to the number first) for install_filter(); other architectures run
+# without it (systemd's own filter still applies).
+_NEW_MOUNT_API = (428, 429, 430, 431, 432, 433, 442)  # open_tree ... fspick, mount_setattr (all arches)
 SECCOMP_ARCHES = {
-    "x86_64": (0xC000003E, 272, 56, 435, 308, 0xBFFFFFFF),  # the mask folds x32's numbers onto x86-64's
-    "aarch64": (0xC00000B7, 97, 220, 435, 268, 0xFFFFFFFF),
+    # the mask folds x32's numbers onto x86-64's
+    "x86_64": (0xC000003E, 272, 56, 435, 308, (165, 166, 155, *_NEW_MOUNT_API), 0xBFFFFFFF),
+    "aarch64": (0xC00000B7, 97, 220, 435, 268, (40, 39, 41, *_NEW_MOUNT_API), 0xFFFFFFFF),
 }
 
 # What systemd sets for the account it runs us as (the sandbox's host account): replaced by the service
@@ -146,6 +164,7 @@ class Settings:
         # systemd would change directory as the host account, which may not enter the service's own
         # directories: the launcher does it inside, as the service's user ("-": may be missing, "~": home)
         self.working_directory = _opt_str(data, "working_directory")
+        self.mounts = _mount_settings(data.get("mounts"))
         self.directories: list[tuple[str, str, int]] = []
         for entry in data.get("directories", []):
             if not isinstance(entry, dict):
@@ -156,6 +175,30 @@ class Settings:
             if not isinstance(mode, int) or not 0 <= mode <= 0o7777:
                 fail(EXIT_CONFIG, f"{CONFIG}: invalid mode in {entry!r}")
             self.directories.append((kind, path, mode))
+
+
+class MountSettings:
+    """The unit's own ProtectSystem= and ReadOnlyPaths=, with the paths it keeps writable."""
+
+    def __init__(self, protect_system: str | None, read_only: list[str], writable: list[str]) -> None:
+        self.protect_system = protect_system
+        self.read_only = read_only
+        self.writable = writable
+
+
+def _mount_settings(value: object) -> MountSettings | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        fail(EXIT_CONFIG, f"{CONFIG}: mounts is not an object")
+    level = _opt_str(value, "protect_system")
+    if level is not None and level not in PROTECTED_TOPS:
+        fail(EXIT_CONFIG, f"{CONFIG}: unknown protect_system {level!r}")
+    paths = {key: _str_list(value, key) for key in ("read_only", "writable")}
+    for path in (*paths["read_only"], *paths["writable"]):
+        if not path.lstrip("-+").startswith("/"):
+            fail(EXIT_CONFIG, f"{CONFIG}: {path!r} is not an absolute path")
+    return MountSettings(level, paths["read_only"], paths["writable"])
 
 
 def _int(data: dict[str, object], key: str) -> int:
@@ -393,6 +436,81 @@ def make_directories(settings: Settings, account: Account | None) -> dict[str, s
     return {key: ":".join(paths) for key, paths in env.items()}
 
 
+# ---------------------------------------------------------------------------------------------------
+# The unit's file-system protections, for a unit whose '+' commands must be exempt from them
+
+
+PROTECTED_TOPS = {
+    "yes": ("/usr", "/boot", "/efi"),
+    "full": ("/usr", "/boot", "/efi", "/etc"),
+    "strict": ("/",),
+}
+# What ProtectSystem=strict leaves to other settings, and the sandbox's own mounts for /run and /tmp.
+LEFT_WRITABLE = ("/proc", "/sys", "/dev", "/run", "/tmp", "/var/tmp", "/home", "/root")
+
+
+def protect_mounts(settings: MountSettings) -> None:
+    """What systemd does for ProtectSystem= and ReadOnlyPaths=, in this command's own mount namespace:
+    the named trees become read-only, but for the writable paths inside them.  As under systemd, only a
+    process with CAP_SYS_ADMIN could undo it."""
+    read_only = [*PROTECTED_TOPS.get(settings.protect_system or "", ()), *settings.read_only]
+    writable = [*LEFT_WRITABLE, *settings.writable]
+    existing = set(_mount_points())
+    for setting in (*settings.writable, *read_only):
+        optional = setting.startswith("-")
+        path = setting.lstrip("-+")
+        if not os.path.lexists(path):
+            if optional or setting in PROTECTED_TOPS.get(settings.protect_system or "", ()):
+                continue
+            fail(EXIT_NAMESPACE, f"{path} does not exist (named by the unit's protections)")
+        if path not in existing:  # a mount point of its own, so its flags can differ from its parent's
+            _mount(path, path, MS_BIND | MS_REC)
+            existing.add(path)
+    tops = [(p.lstrip("-+"), True) for p in read_only] + [(p.lstrip("-+"), False) for p in writable]
+    for point in _mount_points():
+        within = [(len(top), ro) for top, ro in tops if _is_within(point, top)]
+        if within and max(within)[1]:  # the deepest setting decides; read-only wins a tie
+            _remount_read_only(point)
+
+
+def _is_within(path: str, top: str) -> bool:
+    return top == "/" or path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _mount_points() -> list[str]:
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        return [_unescape(line.split()[4]) for line in f if line.strip()]
+
+
+def _unescape(field: str) -> str:
+    out, i = [], 0
+    while i < len(field):  # the kernel writes space, tab, newline and backslash as \ooo
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def _mount(source: str, target: str, flags: int) -> None:
+    if _libc.mount(os.fsencode(source), os.fsencode(target), None, flags, None) != 0:
+        fail(EXIT_NAMESPACE, f"cannot mount {target}: {os.strerror(ctypes.get_errno())}")
+
+
+def _remount_read_only(point: str) -> None:
+    try:
+        current = os.statvfs(point).f_flag
+    except OSError as exc:
+        fail(EXIT_NAMESPACE, f"cannot read the flags of {point}: {exc.strerror}")
+    flags = MS_REMOUNT | MS_BIND | MS_RDONLY
+    for st_flag, ms_flag in STATVFS_TO_MOUNT:
+        if current & st_flag:
+            flags |= ms_flag
+    _mount("none", point, flags)
+
+
 def _chown_tree(top: str, uid: int, gid: int) -> None:
     os.lchown(top, uid, gid)
     for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
@@ -413,32 +531,44 @@ def _bpf(code: int, jt: int, jf: int, k: int) -> bytes:
     return struct.pack("=HBBI", code, jt, jf, k)
 
 
-def forbid_namespaces() -> None:
-    """A seccomp filter against new namespaces: systemd had to allow user and mount namespaces for
-    phase 1, the service itself needs none.  clone3() answers ENOSYS so that libc falls back to clone(),
-    whose flags a filter can see."""
+def install_filter(namespaces: bool, mounts: bool) -> None:
+    """A seccomp filter against new namespaces (systemd had to allow user and mount namespaces for
+    phase 1, the service itself needs none) and, where the launcher mounted the unit's protections
+    (protect_mounts), against mounting (systemd had to allow that for it).  clone3() answers ENOSYS so
+    that libc falls back to clone(), whose flags a filter can see."""
     arch = SECCOMP_ARCHES.get(os.uname().machine)
-    if arch is None:
+    if arch is None or not (namespaces or mounts):
         return
-    audit_arch, nr_unshare, nr_clone, nr_clone3, nr_setns, mask = arch
+    audit_arch, nr_unshare, nr_clone, nr_clone3, nr_setns, mount_nrs, mask = arch
     ld_w_abs, jeq_k, jset_k, ret_k, alu_and_k = 0x20, 0x15, 0x45, 0x06, 0x54
-    allow, eperm, enosys = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38
+    allow, eperm, enosys = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS
+
+    def refuse(nr: int, action: int) -> list[bytes]:
+        return [_bpf(jeq_k, 0, 1, nr), _bpf(ret_k, 0, 0, action)]
+
+    def refuse_flags(nr: int) -> list[bytes]:  # clone() and unshare(): by the flags of the first argument
+        return [
+            _bpf(jeq_k, 0, 4, nr),
+            _bpf(ld_w_abs, 0, 0, 16),  # the low half of the first argument
+            _bpf(jset_k, 0, 1, NAMESPACE_FLAGS),
+            _bpf(ret_k, 0, 0, eperm),
+            _bpf(ret_k, 0, 0, allow),
+        ]
+
     prog = [
         _bpf(ld_w_abs, 0, 0, 4),  # arch
         _bpf(jeq_k, 1, 0, audit_arch),
         _bpf(ret_k, 0, 0, allow),  # another ABI: systemd's SystemCallArchitectures= decides
         _bpf(ld_w_abs, 0, 0, 0),  # syscall number
         _bpf(alu_and_k, 0, 0, mask),
-        _bpf(jeq_k, 5, 0, nr_setns),
-        _bpf(jeq_k, 5, 0, nr_clone3),
-        _bpf(jeq_k, 1, 0, nr_unshare),
-        _bpf(jeq_k, 0, 4, nr_clone),
-        _bpf(ld_w_abs, 0, 0, 16),  # flags: the low half of the first argument
-        _bpf(jset_k, 0, 2, NAMESPACE_FLAGS),
-        _bpf(ret_k, 0, 0, eperm),  # setns, or a namespace flag
-        _bpf(ret_k, 0, 0, enosys),  # clone3
-        _bpf(ret_k, 0, 0, allow),
     ]
+    if namespaces:
+        prog += [*refuse(nr_setns, eperm), *refuse(nr_clone3, enosys)]
+        prog += [*refuse_flags(nr_unshare), *refuse_flags(nr_clone)]
+    if mounts:
+        for nr in mount_nrs:
+            prog += refuse(nr, eperm)
+    prog.append(_bpf(ret_k, 0, 0, allow))
     code = b"".join(prog)
     buf = ctypes.create_string_buffer(code, len(code))
 
@@ -449,7 +579,7 @@ def forbid_namespaces() -> None:
     _check(
         _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0),
         EXIT_SECCOMP,
-        "cannot install the namespace filter",
+        "cannot install the seccomp filter",
     )
 
 
@@ -585,10 +715,11 @@ def launch(argv: list[str]) -> NoReturn:
         k: v for k, v in os.environ.items() if k not in ACCOUNT_VARIABLES or k in settings.unit_environment
     }
     env.update(make_directories(settings, service_account))
+    if settings.mounts is not None and not joined and not command.full_caps:
+        protect_mounts(settings.mounts)
     if settings.bounding is not None and not command.full_caps:
         drop_bounding_set(settings.bounding | settings.ambient)
-    if settings.forbid_namespaces:
-        forbid_namespaces()
+    install_filter(settings.forbid_namespaces, settings.mounts is not None)
     if os.getpid() == 1:
         stay_as_init()  # from here on in the command's process; the launcher waits as PID 1
     if account is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from . import directives
 from .errors import InvalidInput, NotFound
 from .resources import data_dir
-from .spec import Directive, Security, ServiceDef, ServiceType, check_text
+from .spec import Directive, ExecFlag, Security, ServiceDef, ServiceType, check_text
 
 ADMIN_PROFILES = Path("/etc/sandbox-service/profiles")
 DEFAULT_PROFILE = "default"
@@ -141,6 +141,19 @@ def needed_capabilities(service: ServiceDef) -> tuple[str, ...]:
     return tuple(sorted({*ROOT_DAEMON_CAPS, *service.ambient_capabilities}))
 
 
+# The unit's file-system protections, which systemd applies to every command of the unit but its '+'
+# ones (and the host's systemd-tmpfiles never runs under them).  Inside a sandbox those commands stay in
+# the unit's namespace, so for a unit with any the launcher applies these to the others instead.
+PER_COMMAND_MOUNTS = frozenset({"ProtectSystem", "ReadOnlyPaths"})
+
+
+def mounts_per_command(service: ServiceDef, tmpfiles: tuple[str, ...], user_namespace: bool) -> bool:
+    """Whether the launcher applies the unit's PER_COMMAND_MOUNTS (it runs only with a user namespace)."""
+    exempt = bool(tmpfiles) or any(ExecFlag.PRIVILEGED in c.flags for c in service.all_commands())
+    protects = any(d.key in PER_COMMAND_MOUNTS for d in service.hardening)
+    return user_namespace and exempt and protects
+
+
 def resolve(
     profile: Profile,
     service: ServiceDef,
@@ -148,6 +161,7 @@ def resolve(
     *,
     memory_deny_write_execute: bool | None = None,
     private_users: bool | None = None,
+    per_command_mounts: bool = False,
 ) -> Resolved:
     items = []
     for d in profile.directives:
@@ -157,7 +171,15 @@ def resolve(
             items.append(Directive(d.key, SERVICE_FAMILIES))
         else:
             items.append(Directive(d.key, d.value))
-    items, merge_notes = merge_hardening(items, service.hardening)
+    unit = service.hardening
+    if per_command_mounts:
+        unit = tuple(d for d in unit if d.key not in PER_COMMAND_MOUNTS)
+    items, merge_notes = merge_hardening(items, unit)
+    if per_command_mounts:
+        merge_notes.append(
+            "the unit's ProtectSystem=/ReadOnlyPaths= apply, as on the host, to its commands other than "
+            "the '+' ones and tmpfiles: the launcher sets them up for each of those"
+        )
     for key, flag in (("MemoryDenyWriteExecute", memory_deny_write_execute), ("PrivateUsers", private_users)):
         if flag is not None:  # off: left out, which is systemd's default
             items = [d for d in items if d.key != key]
@@ -252,7 +274,13 @@ def _unfit(d: Directive, service: ServiceDef) -> str | None:
     return None
 
 
-def settle(chosen: Security, service: ServiceDef, systemd_version: int, admin_dir: Path) -> Resolved:
+def settle(
+    chosen: Security,
+    service: ServiceDef,
+    systemd_version: int,
+    admin_dir: Path,
+    tmpfiles: tuple[str, ...] = (),
+) -> Resolved:
     """Resolve the admin's choice (profile and flags) for a service; used by create and upgrade alike."""
     profile = load_profile(chosen.profile, admin_dir)
     return resolve(
@@ -261,4 +289,5 @@ def settle(chosen: Security, service: ServiceDef, systemd_version: int, admin_di
         systemd_version,
         memory_deny_write_execute=chosen.memory_deny_write_execute,
         private_users=chosen.private_users,
+        per_command_mounts=mounts_per_command(service, tmpfiles, chosen.user_namespace),
     )

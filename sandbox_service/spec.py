@@ -308,6 +308,12 @@ class ServiceDef:
     hardening: tuple[Directive, ...] = ()  # the host unit's own protections (merged with the profile's)
     after: tuple[str, ...] = ()  # targets of the host's the service is ordered after (and wants)
 
+    def all_commands(self) -> tuple[ExecCommand, ...]:
+        return (
+            *self.exec_condition, *self.exec_start_pre, *self.exec_start, *self.exec_start_post,
+            *self.exec_reload, *self.exec_stop, *self.exec_stop_post,
+        )  # fmt: skip
+
     def __post_init__(self) -> None:
         for cap in (*(self.capability_bounding_set or ()), *self.ambient_capabilities):
             if not re.fullmatch(r"CAP_[A-Z_]+", cap):

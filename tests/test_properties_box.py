@@ -101,3 +101,56 @@ def test_a_units_access_paths_hold_inside_its_root(box: SystemdBox, cleanup: lis
     finally:
         box.run(["rm", "-f", f"/etc/systemd/system/{unit}"])
         box.run(["systemctl", "daemon-reload"])
+
+
+PER_COMMAND_UNIT = """[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStartPre=+/bin/sh -c 'mkdir -p /var/lib/percmd-made && echo made > /etc/percmd.conf'
+ExecStart=/usr/bin/python3 /usr/local/lib/percmd-probe.py
+ProtectSystem=strict
+StateDirectory=percmd
+EnvironmentFile=/etc/percmd/env
+"""
+# The service's own command: what it may write, and whether it can mount, as errno names.
+PER_COMMAND_PROBE = """
+import ctypes, errno, os
+def attempt(fn):
+    try:
+        fn()
+        return "ok"
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+libc = ctypes.CDLL(None, use_errno=True)
+def remount():
+    if libc.mount(b"none", b"/", None, 0x20 | 0x1000, None) != 0:
+        raise OSError(ctypes.get_errno(), "mount")
+out = [attempt(lambda: open("/etc/percmd-main.conf", "w").close()),
+       attempt(lambda: os.mkdir("/var/lib/percmd-main")),
+       attempt(remount)]
+with open("/var/lib/percmd/result", "w") as f:
+    f.write(" ".join(out))
+"""
+
+
+def test_plus_commands_are_exempt_from_the_units_protections_and_only_they(
+    box: SystemdBox, cleanup: list[str]
+) -> None:
+    """systemd applies a unit's ProtectSystem= to every command but its '+' ones; inside a sandbox the
+    launcher does the same: the '+' command writes /etc and /var, the service's own cannot, nor mount."""
+    unit = "percmd.service"
+    box.write_file("/usr/local/lib/percmd-probe.py", PER_COMMAND_PROBE)
+    box.write_file("/etc/percmd/env", "PROBE=1\n")
+    box.write_file(f"/etc/systemd/system/{unit}", PER_COMMAND_UNIT)
+    box.run(["systemctl", "daemon-reload"])
+    cleanup.append("percmd")
+    try:
+        _rc, out, _err = cli(box, "create", "percmd", "--unit", unit, "--now")
+        assert "the launcher sets them up" in out
+        root = "/var/lib/sandbox-service/percmd/root"
+        assert box.run(["cat", f"{root}/etc/percmd.conf"]).stdout == "made\n"
+        assert box.run(["test", "-d", f"{root}/var/lib/percmd-made"], check=False).returncode == 0
+        assert box.run(["cat", f"{root}/var/lib/percmd/result"]).stdout.split() == ["EROFS", "EROFS", "EPERM"]
+    finally:
+        box.run(["rm", "-f", f"/etc/systemd/system/{unit}"])
+        box.run(["systemctl", "daemon-reload"])

@@ -4,7 +4,11 @@
   spamd's configuration to spamassassin);
 - configuration that debconf/ucf manages, which dpkg does not list (/var/lib/ucf/registry);
 - what maintainer scripts made for the service's account: directories under /etc, /var and /srv owned by
-  the unit's User= or Group= (a cache, a log directory, generated keys).
+  the unit's User= or Group= (a cache, a log directory, generated keys);
+- what maintainer scripts name and made: paths under /etc, /var and /srv that a package's scripts
+  mention and that exist (a defaults file ucf installed unregistered, a database directory);
+- the configuration of what the service's packages depend on: the conffiles of their Depends= closure
+  (a Java runtime reads its security settings from /etc, reached through a link in /usr).
 
 Every function reads the host (or the --root image) only.
 """
@@ -12,6 +16,7 @@ Every function reads the host (or the --root image) only.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from ..run import run
@@ -61,6 +66,101 @@ def ucf_paths(root: Path, packages: tuple[str, ...]) -> tuple[str, ...]:
         if len(fields) == 2 and fields[0] in packages and fields[1].startswith("/"):
             out.append(fields[1])
     return tuple(out)
+
+
+# A path a maintainer script names: below one of these tops (at least one level down).
+_SCRIPT_PATH = re.compile(r"(?<![\w.$/-])/(?:etc|var/lib|var/cache|var/log|var/spool|srv)(?:/[\w.+@-]+)+")
+# The package system's and the init system's own, which debhelper's snippets name in every package.
+_SCRIPT_NEVER = (
+    "/etc/init.d", "/etc/rc0.d", "/etc/rc1.d", "/etc/rc2.d", "/etc/rc3.d", "/etc/rc4.d", "/etc/rc5.d",
+    "/etc/rc6.d", "/etc/rcS.d", "/etc/systemd", "/etc/alternatives", "/var/lib/dpkg", "/var/lib/ucf",
+    "/var/lib/systemd", "/var/lib/apt", "/var/lib/rpm", "/var/cache/debconf", "/var/cache/apt",
+    "/var/log/apt", "/var/lib/update-rc.d", "/var/lib/polkit-1",
+)  # fmt: skip
+# Directories every package drops files into: a file inside is the package's, the directory is not.
+_SCRIPT_SHARED_DIRS = frozenset(
+    {"/etc/default", "/etc/logrotate.d", "/etc/cron.d", "/etc/cron.daily", "/etc/sysctl.d", "/etc/ssl"}
+)
+
+
+def script_paths(pm: PackageManager, root: Path, packages: tuple[str, ...]) -> tuple[str, ...]:
+    """Existing paths that the packages' maintainer scripts name: what they install or make outside
+    the package manager's lists (a defaults file ucf installs unregistered, a database directory)."""
+    texts = []
+    for pkg in packages:
+        if pm is PackageManager.DPKG:
+            for script in ("preinst", "postinst", "config"):
+                try:
+                    texts.append((root / f"var/lib/dpkg/info/{pkg}.{script}").read_text(errors="replace"))
+                except OSError:
+                    continue
+        elif pm is PackageManager.RPM:
+            texts.append(run(["rpm", f"--root={root}", "-q", "--scriptlets", pkg], check=False).stdout)
+    found: dict[str, None] = {}
+    for text in texts:
+        for path in _SCRIPT_PATH.findall(text):
+            path = path.rstrip(".")
+            if path in _SCRIPT_SHARED_DIRS or any(
+                path == n or path.startswith(n + "/") for n in _SCRIPT_NEVER
+            ):
+                continue
+            host = root / path.lstrip("/")
+            # the host's own log files stay the host's: a log directory is made, not what it holds
+            if os.path.lexists(host) and not (path.startswith("/var/log/") and not host.is_dir()):
+                found[path] = None
+    return tuple(found)
+
+
+_RECORD = "\x1e"  # between dpkg-query's records: a Conffiles field spans lines
+# What a dependency's conffiles configure for the host's housekeeping, not for a running service.
+_HOUSEKEEPING = ("/etc/apt", "/etc/dpkg", "/etc/cron.d", "/etc/cron.daily", "/etc/cron.weekly",
+                 "/etc/cron.monthly", "/etc/logrotate.d", "/etc/kernel")  # fmt: skip
+
+
+def dependency_conffiles(pm: PackageManager, root: Path, packages: tuple[str, ...]) -> tuple[str, ...]:
+    """The conffiles of the installed packages that `packages` depend on (Depends and Pre-Depends, all
+    the way down; a virtual package by its installed providers), except those of the package system
+    and the init system.  Only dpkg records them; elsewhere none are found."""
+    if pm is not PackageManager.DPKG:
+        return ()
+    fmt = "${db:Status-Status}\t${Package}\t${Depends}, ${Pre-Depends}\t${Provides}\t${Conffiles}" + _RECORD
+    res = run(["dpkg-query", f"--root={root}", "-W", "-f", fmt], check=False)
+    depends: dict[str, list[list[str]]] = {}
+    conffiles: dict[str, list[str]] = {}
+    providers: dict[str, list[str]] = {}
+    for record in res.stdout.split(_RECORD):
+        status, name, deps, provides, files = [*record.strip("\n").split("\t"), "", "", "", ""][:5]
+        if status != "installed":
+            continue
+        name = name.split(":")[0]
+        depends[name] = [[_bare(a) for a in alt.split("|")] for alt in deps.split(",") if alt.strip()]
+        conffiles[name] = [line.split()[0] for line in files.splitlines() if line.strip().startswith("/")]
+        for virtual in provides.split(","):
+            if virtual.strip():
+                providers.setdefault(_bare(virtual), []).append(name)
+    seen: set[str] = set()
+    todo = [p for p in packages if p in depends]
+    while todo:
+        pkg = todo.pop()
+        if pkg in seen:
+            continue
+        seen.add(pkg)
+        for alternatives in depends[pkg]:
+            for alt in alternatives:  # the first alternative that is installed, as dpkg satisfied it
+                found = [alt] if alt in depends else providers.get(alt, [])
+                if found:
+                    todo += found
+                    break
+    out = []
+    for pkg in sorted(seen - set(packages)):
+        skip = (*_SCRIPT_NEVER, *_HOUSEKEEPING)
+        out += [p for p in conffiles[pkg] if not any(p == n or p.startswith(n + "/") for n in skip)]
+    return tuple(out)
+
+
+def _bare(dependency: str) -> str:
+    """'libc6 (>= 2.34)' or 'foo:any' as a package name."""
+    return dependency.strip().split(" ")[0].split(":")[0]
 
 
 def account_paths(root: Path, uid: int | None, gid: int | None) -> tuple[str, ...]:

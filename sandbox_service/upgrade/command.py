@@ -100,7 +100,9 @@ def _plan_one(layout: Layout, spec: SandboxSpec, sd: Systemd | None) -> _Planned
         else:
             service = with_overrides(_reread_service(spec, spec.source_unit, sd), spec.user, spec.group)
             version = host_discovery.systemd_version(layout.root)
-            settled = security.settle(spec.security, service, version, layout.host(security.ADMIN_PROFILES))
+            settled = security.settle(
+                spec.security, service, version, layout.host(security.ADMIN_PROFILES), spec.tmpfiles
+            )
             new_spec = replace(
                 spec, service=service, security=replace(spec.security, directives=settled.directives)
             )
