@@ -17,7 +17,7 @@ from .control import run_job, sandbox_names, units_to_wait_for
 from .discover import host as host_discovery
 from .discover import packages, related, unitnames
 from .discover.unit import Translated, translate, unit_name_for, with_overrides
-from .discover.unitfile import load_unit_settings
+from .discover.unitfile import load_unit_settings, permissions_start_only
 from .errors import AlreadyExists, DiscoveryFailed, InvalidInput, NotFound, SystemdUnavailable, TooExposed
 from .exposure import exposure
 from .identity import IdMap
@@ -376,6 +376,8 @@ def translate_unit(settings: UnitSettings, sd: Systemd | None) -> Translated:
     with those of a unit that sets nothing), offline from the unit files."""
     if sd is None:
         return translate(settings)
+    files = (settings.fragment_path, *settings.dropin_paths) if settings.fragment_path else ()
+    settings = replace(settings, permissions_start_only=permissions_start_only(files))
     return translate(settings, sd.unit_properties(settings.id), sd.unit_properties(DEFAULTS_PROBE))
 
 

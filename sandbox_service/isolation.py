@@ -169,6 +169,15 @@ def _directories(spec: SandboxSpec) -> list[dict[str, object]]:
     return out
 
 
+def _control_capabilities(spec: SandboxSpec) -> tuple[str, ...]:
+    """What the commands that act on the running service (reload, stop) keep beyond the service's own
+    set, when the unit restricts none: an init script's stop finds its daemon by /proc/PID/exe, which for
+    a daemon under another user takes CAP_SYS_PTRACE (within the sandbox's own user namespace only)."""
+    if spec.service.capability_bounding_set is not None:
+        return ()
+    return ("CAP_KILL", "CAP_SYS_PTRACE")
+
+
 _PROTECT_LEVELS = {"yes": "yes", "true": "yes", "full": "full", "strict": "strict"}
 
 
@@ -198,6 +207,7 @@ def launch_settings(spec: SandboxSpec) -> str:
         "supplementary_groups": list(svc.supplementary_groups),
         "bounding": None if (caps := _bounding_set(spec)) is None else list(caps),
         "ambient": list(svc.ambient_capabilities),
+        "control": list(_control_capabilities(spec)),
         "directories": _directories(spec),
         "unprivileged_ports": opens_low_ports(spec),
         "forbid_namespaces": _restricts_namespaces(spec),

@@ -158,6 +158,7 @@ class Settings:
         bounding = data.get("bounding")
         self.bounding = None if bounding is None else _caps(_str_list(data, "bounding"))
         self.ambient = _caps(_str_list(data, "ambient"))
+        self.control = _caps(_str_list(data, "control"))
         self.unprivileged_ports = bool(data.get("unprivileged_ports", False))
         self.forbid_namespaces = bool(data.get("forbid_namespaces", True))
         self.unit_environment = set(_str_list(data, "unit_environment"))
@@ -330,6 +331,44 @@ def join_namespaces(pid: int, id_base: int, *, optional: bool = False) -> bool:
     os.close(user_fd)
     os.close(mnt_fd)
     return True
+
+
+def oldest_in_sandbox() -> int | None:
+    """The longest-running process of this unit that is inside the sandbox (in a user namespace other
+    than the one systemd started us in), or None: what reload and stop commands join when systemd
+    knows no main process.  Whatever is joined must still show the sandbox's ID map (join_namespaces)."""
+    own = os.stat("/proc/self/ns/user").st_ino
+    best: tuple[int, int] | None = None
+    for pid in _unit_processes():
+        try:
+            if pid == os.getpid() or os.stat(f"/proc/{pid}/ns/user").st_ino == own:
+                continue
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+                started = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        if best is None or started < best[0]:
+            best = (started, pid)
+    return None if best is None else best[1]
+
+
+def _unit_processes() -> list[int]:
+    """The processes of this unit's control group, on the unified hierarchy or systemd's legacy one."""
+    places = []
+    with open("/proc/self/cgroup", encoding="utf-8") as f:
+        for line in f:
+            hierarchy, controllers, path = line.rstrip("\n").split(":", 2)
+            if hierarchy == "0" and not controllers:
+                places += [f"/sys/fs/cgroup{path}", f"/sys/fs/cgroup/unified{path}"]
+            elif "name=systemd" in controllers.split(","):
+                places.append(f"/sys/fs/cgroup/systemd{path}")
+    for place in places:
+        try:
+            with open(f"{place.rstrip('/')}/cgroup.procs", encoding="ascii") as f:
+                return [int(line) for line in f if line.strip()]
+        except OSError:
+            continue
+    return []
 
 
 def become_root_inside() -> None:
@@ -697,6 +736,8 @@ class Command:
 def launch(argv: list[str]) -> NoReturn:
     command = Command(argv)
     settings = load_settings()
+    if command.join is None and command.join_optional:
+        command.join = oldest_in_sandbox()  # systemd knows no main process (a forking init script)
     joined = command.join is not None and join_namespaces(
         command.join, settings.id_base, optional=command.join_optional
     )
@@ -718,7 +759,8 @@ def launch(argv: list[str]) -> NoReturn:
     if settings.mounts is not None and not joined and not command.full_caps:
         protect_mounts(settings.mounts)
     if settings.bounding is not None and not command.full_caps:
-        drop_bounding_set(settings.bounding | settings.ambient)
+        control = settings.control if command.join_optional else set()  # reload, stop: find the service
+        drop_bounding_set(settings.bounding | settings.ambient | control)
     install_filter(settings.forbid_namespaces, settings.mounts is not None)
     if os.getpid() == 1:
         stay_as_init()  # from here on in the command's process; the launcher waits as PID 1

@@ -83,6 +83,8 @@ class UnitSettings:
     ambient_capabilities: int
     exec_condition: tuple[RawExec, ...] = ()
     source_path: str = ""  # the init script a generator made the unit from
+    # PermissionsStartOnly=: systemd keeps it to itself (no D-Bus property); read from the unit's files
+    permissions_start_only: bool = False
     # Offline only (unit files as written): assignments carry.py takes verbatim; over D-Bus the same come
     # from unit_properties()
     raw: tuple[tuple[str, str], ...] = ()

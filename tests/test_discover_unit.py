@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from sandbox_service.discover.unit import service_def_from_settings, unit_name_for, usec_to_timespan
+from sandbox_service.discover.unitfile import permissions_start_only
 from sandbox_service.errors import InvalidInput, NotWrappable
 from sandbox_service.spec import ExecFlag, ServiceType
 from sandbox_service.systemd import RawExec, UnitSettings
@@ -99,6 +101,23 @@ def test_privileged_prefix_runs_inside_as_the_sandboxs_root() -> None:
         )
     )
     assert [c.flags for c in svc.exec_start_pre] == [(ExecFlag.PRIVILEGED,), ()]
+
+
+def test_permissions_start_only_privileges_every_command_but_exec_start() -> None:
+    svc = service_def_from_settings(dataclasses.replace(NGINX, permissions_start_only=True))
+    assert svc.exec_start[0].flags == ()
+    assert [c.flags for c in svc.exec_start_pre] == [(ExecFlag.PRIVILEGED,)]
+    assert set(svc.exec_stop[0].flags) == {ExecFlag.IGNORE_FAILURE, ExecFlag.PRIVILEGED}
+
+
+def test_permissions_start_only_is_read_from_the_files_in_order(tmp_path: Path) -> None:
+    """systemd reports it over no D-Bus property: the fragment, then its drop-ins, decide."""
+    fragment, dropin = tmp_path / "x.service", tmp_path / "override.conf"
+    fragment.write_text("[Service]\nPermissionsStartOnly=true\nExecStart=/bin/true\n")
+    dropin.write_text("[Service]\nPermissionsStartOnly=no\n")
+    assert permissions_start_only((str(fragment),))
+    assert not permissions_start_only((str(fragment), str(dropin)))
+    assert not permissions_start_only((str(tmp_path / "missing.service"),))
 
 
 def test_unit_names() -> None:

@@ -185,13 +185,16 @@ def _refuse_unwrappable(u: UnitSettings) -> None:
 def _commands(u: UnitSettings, key: str, raws: tuple[RawExec, ...]) -> tuple[ExecCommand, ...]:
     """'+' (full privileges, outside the unit's sandboxing) becomes: inside the sandbox, as its root with
     all of the sandbox's capabilities (ExecFlag.PRIVILEGED).  '!!' only matters on kernels without
-    ambient capabilities, so it is taken as no prefix."""
+    ambient capabilities, so it is taken as no prefix.  PermissionsStartOnly= gives every command but
+    ExecStart= what '+' gives."""
     out = []
     for raw in raws:
         flags = []
         for f in raw.flags:
             if f in _FLAG_MAP:
                 flags.append(_FLAG_MAP[f])
+        if u.permissions_start_only and key != "ExecStart" and ExecFlag.PRIVILEGED not in flags:
+            flags.append(ExecFlag.PRIVILEGED)
         out.append(ExecCommand(path=raw.path, argv=raw.argv, flags=tuple(flags), expand_env=True))
     return tuple(out)
 

@@ -98,6 +98,7 @@ class _Service:
     restart: str = "no"
     restart_usec: int | None = None
     remain_after_exit: bool = False
+    permissions_start_only: bool = False
     directories: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in _DIRECTORY_KEYS})
     read_write_paths: list[str] = field(default_factory=list)
     dynamic_user: bool = False
@@ -423,6 +424,7 @@ _HANDLERS: dict[tuple[str, str], _Handler] = {
     ("Service", "Restart"): _set_choice("restart", _RESTARTS),
     ("Service", "RestartSec"): _set_parsed("restart_usec", parse_timespan),
     ("Service", "RemainAfterExit"): _set_parsed("remain_after_exit", _parse_bool),
+    ("Service", "PermissionsStartOnly"): _set_parsed("permissions_start_only", _parse_bool),
     **{("Service", k): _handle_directories for k in _DIRECTORY_KEYS},
     ("Service", "ReadWritePaths"): _handle_read_write_paths,
     ("Service", "DynamicUser"): _set_parsed("dynamic_user", _parse_bool),
@@ -545,6 +547,7 @@ def _settings(
         restart=svc.restart,
         restart_usec=svc.restart_usec,
         remain_after_exit=svc.remain_after_exit,
+        permissions_start_only=svc.permissions_start_only,
         state_directories=dirs["StateDirectory"],
         runtime_directories=dirs["RuntimeDirectory"],
         logs_directories=dirs["LogsDirectory"],
