@@ -32,11 +32,12 @@ CAPABILITIES = (
 )  # fmt: skip
 ALL_CAPS_MASK = 2**64 - 1
 
-# What a daemon started as root needs to bind its port below 1024, drop to its worker user, prepare
-# directories for it and signal its workers; nothing that reaches beyond its own sandbox.
+# What a daemon started as root needs to bind its port below 1024, drop to its worker user, confine it
+# to a directory (chroot), prepare directories for it and signal its workers; nothing that reaches
+# beyond its own sandbox.
 ROOT_DAEMON_CAPS = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL", "CAP_SETGID", "CAP_SETUID",
-    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
 )  # fmt: skip
 # AF_NETLINK: getifaddrs() and getaddrinfo(AI_ADDRCONFIG) ask the kernel's routing socket which
 # addresses exist; it shows the sandbox's own network namespace and changes nothing without CAP_NET_ADMIN.
