@@ -437,6 +437,8 @@ def status_cmd(
         ("Sandbox dir", st.sandbox_dir),
         ("Root", st.root_directory),
     ]
+    if st.diagnosis is not None:
+        rows += [("Failed", st.diagnosis.line), ("Hint", st.diagnosis.hint)]
     for k, v in rows:
         typer.echo(f"{k + ':':<12} {v}")
 
@@ -468,6 +470,38 @@ def logs_cmd(
 
     control.load_spec(_layout(), name)
     raise typer.Exit(show(name, lines, follow))
+
+
+@app.command(
+    "copy",
+    epilog=(
+        "Examples:\n\n"
+        "  sandbox-service copy web /etc/ssl/local.pem /srv/www\n\n"
+        "  sandbox-service copy web /var/lib/myapp --dry-run"
+    ),
+)
+def copy_cmd(
+    name: str = typer.Argument(..., help="Sandbox name.", metavar="NAME"),
+    paths: list[str] = typer.Argument(
+        ..., help="Host paths below /etc, /var, /srv, /opt or /home.", metavar="PATH"
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check the paths, copy nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Copy host files or directories into an existing sandbox, as create would have: owners mapped into
+    the sandbox, secrets left out.  The paths are recorded in the sandbox's spec, so upgrade and clone
+    keep them.  A path the sandbox already has is refused, never overwritten.  A running service sees
+    the files at once."""
+    from .copy_in import copy_into
+
+    if not dry_run:
+        _need_root()
+    result = copy_into(_layout(), name, paths, dry_run=dry_run)
+    if as_json:
+        _print_json(asdict(result))
+        return
+    verb = "Would copy" if result.dry_run else f"Copied {result.files} files:"
+    typer.echo(f"{verb} {' '.join(result.paths)} into sandbox {result.name}.")
 
 
 @app.command("delete")

@@ -9,23 +9,31 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from . import identity, render, selinux, specfile
+from . import identity, render, selinux, specfile, tree
+from .diagnose import Diagnosis, diagnose
 from .errors import InvalidInput, JobFailed, NotFound
 from .exposure import exposure
 from .install import Transaction, enable_offline, remove_enable_links, remove_units
 from .journal import tail
 from .network.model import describe as describe_network
 from .network.units import publish_units
-from .paths import SPEC_FILE_NAME, Layout, runtime_dir_path, service_unit, slice_unit, unit_base
+from .paths import (
+    SPEC_FILE_NAME,
+    Layout,
+    runtime_dir_path,
+    sandbox_name_of,
+    service_unit,
+    slice_unit,
+    unit_base,
+)
 from .run import run_interactive
 from .spec import SandboxSpec, check_name
 from .systemd import Systemd, systemd_running
-from .tree import remove_tree
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,7 @@ class SandboxStatus:
     selinux_context: str | None
     profile: str
     exposure: float | None  # systemd-analyze security's score, 0 (tight) to 10 (exposed)
+    diagnosis: Diagnosis | None = None  # why it failed, when it did (diagnose.py)
 
 
 @dataclass(frozen=True)
@@ -88,14 +97,42 @@ def sandbox_names(layout: Layout) -> list[str]:
     )
 
 
-def run_job(sd: Systemd, verb: Literal["start", "stop", "restart", "reload_unit"], units: list[str]) -> None:
-    """Run jobs and wait for them; a failure carries the journal lines of this attempt."""
+def run_job(
+    sd: Systemd,
+    verb: Literal["start", "stop", "restart", "reload_unit"],
+    units: list[str],
+    layout: Layout | None = None,
+    copy_hint: Callable[[str], str] | None = None,
+) -> None:
+    """Run jobs and wait for them; a failure carries the journal lines of this attempt and, given the
+    layout, a diagnosis of them (diagnose.py)."""
     began = time.time()
     try:
         getattr(sd, verb)(units)
     except JobFailed as exc:
         unit = exc.unit or units[0]
-        raise JobFailed(exc.message, exc.hint, unit, tail(unit, since=began)) from exc
+        journal = tail(unit, since=began)
+        found = diagnosis(layout, unit, journal, copy_hint) if layout is not None else None
+        if found is None:
+            raise JobFailed(exc.message, exc.hint, unit, journal) from exc
+        raise JobFailed(f"{exc.message}: {found.line}", found.hint, unit, journal) from exc
+
+
+def diagnosis(
+    layout: Layout, unit: str, journal: tuple[str, ...], copy_hint: Callable[[str], str] | None = None
+) -> Diagnosis | None:
+    """What diagnose.py makes of a sandbox unit's journal lines (None for a unit that is not one)."""
+    name = sandbox_name_of(unit)
+    if name is None:
+        return None
+    root = layout.sandbox_root(name)
+    return diagnose(
+        journal,
+        name,
+        host_has=lambda p: os.path.lexists(layout.host(p)),
+        sandbox_has=lambda p: root.is_dir() and tree.has_path(root, p),
+        copy_hint=copy_hint,
+    )
 
 
 def units_to_wait_for(spec: SandboxSpec) -> list[str]:
@@ -108,7 +145,7 @@ def _control(layout: Layout, names: Sequence[str], verb: Literal["start", "stop"
     specs = [load_spec(layout, n) for n in names]
     units = [u for s in specs for u in (units_to_wait_for(s) if verb != "stop" else [service_unit(s.name)])]
     with Systemd() as sd:
-        run_job(sd, verb, units)
+        run_job(sd, verb, units, layout)
 
 
 def start(layout: Layout, names: Sequence[str]) -> None:
@@ -131,7 +168,7 @@ def reload(layout: Layout, name: str) -> None:
             f"use: sandbox-service restart {name}",
         )
     with Systemd() as sd:
-        run_job(sd, "reload_unit", [service_unit(name)])
+        run_job(sd, "reload_unit", [service_unit(name)], layout)
 
 
 def status(layout: Layout, name: str) -> SandboxStatus:
@@ -158,7 +195,15 @@ def status(layout: Layout, name: str) -> SandboxStatus:
         selinux_context=selinux.process_context(spec.selinux_level) if spec.selinux_level else None,
         profile=spec.security.profile,
         exposure=exposure(service_unit(name))[0] if st.load_state == "loaded" else None,
+        diagnosis=_failure(layout, st.name)
+        if st.active_state == "failed" or st.result not in ("success", "")
+        else None,
     )
+
+
+def _failure(layout: Layout, unit: str) -> Diagnosis | None:
+    """The diagnosis of a unit that failed or died, from its last journal lines."""
+    return diagnosis(layout, unit, tail(unit, lines=30))
 
 
 def list_sandboxes(layout: Layout) -> list[ListEntry]:
@@ -219,7 +264,7 @@ def delete(layout: Layout, names: Sequence[str], keep_data: bool = False) -> lis
         registry = selinux.McsRegistry(layout.mcs_registry)
         ids = identity.registry_for(layout)
         for s in specs:
-            remove_tree(layout.sandbox_dir(s.name))
+            tree.remove_tree(layout.sandbox_dir(s.name))
             removed.append(layout.sandbox_dir(s.name))
             if s.selinux_level:
                 registry.release(s.name)  # the pair is free once no file carries it any more

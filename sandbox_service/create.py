@@ -359,7 +359,8 @@ def _register(
         sd.enable(["sandbox.target", service])
     if req.now:
         tx.on_rollback(lambda: _stop_quietly(sd, service))
-        run_job(sd, "start", units_to_wait_for(spec))
+        # what the start found missing is named for the next create: this one is rolled back
+        run_job(sd, "start", units_to_wait_for(spec), layout, lambda p: f"create it again with --copy {p}")
         return True
     return False
 

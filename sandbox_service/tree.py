@@ -5,6 +5,7 @@ through one. The walking itself is fswalk's."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterable
@@ -79,6 +80,24 @@ def inside(root: Path, path: str) -> Path:
     if ".." in Path(rel).parts:
         raise InvalidInput(f"path {path!r} contains '..'")
     return root / rel
+
+
+def has_path(root: Path, path: str) -> bool:
+    """Whether `path` exists in the tree, looked up without following any link the sandbox made (a link
+    standing in the way counts as there: it is the sandbox's)."""
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = fswalk.open_beneath(root_fd, path, os.O_PATH | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return False
+        if exc.errno == errno.ELOOP:
+            return True
+        raise
+    finally:
+        os.close(root_fd)
+    os.close(fd)
+    return True
 
 
 def make_base(root: Path, usr_layout: Iterable[UsrLink], ids: IdMap | None = None) -> None:
