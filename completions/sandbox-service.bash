@@ -66,7 +66,7 @@ _sandbox_service()
 
     local global_opts='--debug --root --version --install-completion --show-completion -h --help'
     local commands='create start stop restart reload status list logs delete upgrade
-        profiles execute connect clone enable disable'
+        profiles execute connect clone copy enable disable'
     local create_opts='-u --unit -P --package -C --copy --user --group --memory --cpu-quota
         --cpu-weight --io-weight --tasks-max --chroot --selinux --description --enable --now
         --profile --memory-deny-write-execute --allow-write-execute --private-users
@@ -159,6 +159,16 @@ _sandbox_service()
         list) opts='--json -h --help' ;;
         profiles) opts='--json -h --help' ;;
         execute | clone) ((nargs == 0)) && names=1 ;;
+        copy)
+            opts='--dry-run --json -h --help'
+            if ((nargs == 0)); then
+                names=1
+            elif [[ $cur != -* ]]; then
+                compopt -o filenames 2>/dev/null
+                _sandbox_service_reply -f -- "$cur"
+                return 0
+            fi
+            ;;
         connect) opts='--shell -h --help' && ((nargs == 0)) && names=1 ;;
         enable | disable) names=1 ;;
         *) return 0 ;;

@@ -41,7 +41,7 @@ function __sandbox_service_first_arg
     test $seen = 1
 end
 
-set -l commands create start stop restart reload status list logs delete upgrade profiles execute connect clone enable disable
+set -l commands create start stop restart reload status list logs delete upgrade profiles execute connect clone copy enable disable
 set -l c sandbox-service
 
 complete -c $c -f
@@ -69,6 +69,7 @@ complete -c $c -n "not __fish_seen_subcommand_from $commands" -a profiles -d 'Li
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a execute -d 'Run a command inside a running sandbox'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a connect -d 'Open a shell inside a running sandbox'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a clone -d 'Make a new sandbox from an existing one'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a copy -d 'Copy host paths into a sandbox'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a enable -d 'Start sandboxes at boot'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a disable -d 'Stop starting sandboxes at boot'
 
@@ -130,6 +131,11 @@ complete -c $c -n "__sandbox_service_first_arg execute clone" -a '(__sandbox_ser
 complete -c $c -n "__fish_seen_subcommand_from execute; and contains -- -- (commandline -opc)" -a '(__sandbox_service_after_dashdash)'
 complete -c $c -n "__fish_seen_subcommand_from connect" -l shell -r -F -d 'The shell to start inside'
 complete -c $c -n "__fish_seen_subcommand_from connect enable disable" -a '(__sandbox_service_names)'
+
+# copy NAME PATH...
+complete -c $c -n "__sandbox_service_first_arg copy" -a '(__sandbox_service_names)'
+complete -c $c -n "__fish_seen_subcommand_from copy" -l dry-run -d 'Check the paths, copy nothing'
+complete -c $c -n "__fish_seen_subcommand_from copy" -l json -d 'Machine-readable output'
 
 # upgrade
 set -l upgrade "__fish_seen_subcommand_from upgrade"

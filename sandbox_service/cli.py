@@ -488,10 +488,10 @@ def copy_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the paths, copy nothing."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Copy host files or directories into an existing sandbox, as create would have: owners mapped into
-    the sandbox, secrets left out.  The paths are recorded in the sandbox's spec, so upgrade and clone
-    keep them.  A path the sandbox already has is refused, never overwritten.  A running service sees
-    the files at once."""
+    """Copy host files or directories into an existing sandbox, as create would have: owners mapped \
+into the sandbox, secrets left out. The paths are recorded in the sandbox's spec, so upgrade and clone \
+keep them. A path the sandbox already has is refused, never overwritten. A running service sees the \
+files at once."""
     from .copy_in import copy_into
 
     if not dry_run:
