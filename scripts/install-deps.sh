@@ -23,14 +23,19 @@ if [[ ! -e /usr/sbin/policy-rc.d ]]; then
     chmod 0755 /usr/sbin/policy-rc.d
 fi
 
-# The service corpus (tests/corpus.py): stock services the tool must wrap unmodified, and the clients
-# their probes use.  They are test fixtures on this machine, never run on it (see quiet_corpus below).
-corpus_packages=(
-    squid dnsmasq nsd knot slapd snmpd samba cups tomcat10 rabbitmq-server prosody privoxy opendkim
-    zabbix-agent munin-node icecast2 tftpd-hpa nagios-nrpe-server influxdb knot-resolver spamd mpd
-    minidlna transmission-daemon apt-cacher-ng beanstalkd gearman-job-server ngircd avahi-daemon
-    ldap-utils snmp smbclient tftp-hpa nagios-nrpe-plugin bind9-dnsutils netcat-openbsd
-)
+# The service corpus: stock services the tool must wrap unmodified, and the clients their probes use.
+# tests/corpus.py is the one list (standard library only, so the system python3 reads it).  They are
+# test fixtures on this machine, never run on it (see quiet_corpus below).
+if ! command -v python3 >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get update && apt-get install -y --no-install-recommends python3
+fi
+corpus_list() {
+    local out
+    out=$(python3 tests/corpus.py "$1") && [[ -n $out ]] || { echo "install-deps: tests/corpus.py $1 failed" >&2; exit 1; }
+    printf '%s\n' "$out"
+}
+mapfile -t corpus_packages < <(corpus_list packages)
+((${#corpus_packages[@]})) || exit 1
 packages+=("${corpus_packages[@]}")
 
 missing=()
@@ -48,16 +53,13 @@ fi
 # The corpus services are fixtures for the tests, which start each one inside a throwaway box booted
 # over this machine's root: none may start when such a box boots (several want port 53 or 8080, and
 # they slow the boot down).  Disable, on this file system, every unit and init script of the corpus
-# packages and of the dependencies that enable units of their own: native units with their sockets,
+# packages and of the dependencies that enable units of their own (tests/corpus.py quiet-packages,
+# checked by tests/test_corpus_box.py in a freshly booted box): native units with their sockets,
 # timers and paths through systemctl --root, and init scripts through update-rc.d, whose S links
 # would make systemd-sysv-generator pull the generated units into multi-user.target.  Done on every
 # run (it is quick and idempotent), so an interrupted install or a package upgrade cannot leave one on.
-quiet_packages=(
-    "${corpus_packages[@]}"
-    cups-daemon  # cups.service, cups.socket, cups.path
-    erlang-base  # epmd.service, epmd.socket (rabbitmq-server's Erlang)
-    logrotate    # logrotate.timer
-)
+mapfile -t quiet_packages < <(corpus_list quiet-packages)
+((${#quiet_packages[@]})) || exit 1
 quiet_corpus() {
     local path name units=() scripts=()
     while read -r path; do

@@ -1,0 +1,151 @@
+"""The service corpus against the box's real systemd: the baseline every sandbox result is compared with.
+
+Each *host* unit of the corpus (tests/corpus.py) must start in the box and answer its own probe: a
+service whose host unit fails here says nothing about the tool, so the corpus report does not count
+it.  Each unit is started only for its own test and stopped afterwards, with whatever it pulled in.
+None of them may start when the box boots (scripts/install-deps.sh disables them on the host), and
+the Type=dbus avahi-daemon is refused by `create` with one line naming D-Bus, leaving nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.box import STATE_PARENT, STATE_PREFIX, SystemdBox
+from tests.corpus import CORPUS, REFUSED, CorpusService, quiet_packages
+from tests.corpusrun import (
+    active_units,
+    journal_cursor,
+    journal_since,
+    start_and_probe,
+    stop_with_companions,
+)
+from tests.sandboxcli import BASE, TOOL, UNIT_DIR
+
+pytestmark = pytest.mark.box
+
+_timings: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_wall_time() -> Iterator[None]:
+    """Prints the corpus baseline's wall time and its slowest units (shown with pytest -s or -rA)."""
+    began = time.monotonic()
+    yield
+    slowest = sorted(_timings.items(), key=lambda kv: -kv[1])[:5]
+    listed = ", ".join(f"{unit} {seconds:.1f} s" for unit, seconds in slowest)
+    print(f"\ncorpus baseline: {time.monotonic() - began:.1f} s for {len(_timings)} units; slowest: {listed}")
+
+
+def _unit_states(show_output: str) -> dict[str, str]:
+    """{unit: ActiveState} from `systemctl show -p Id,ActiveState U1 U2 ...` (blocks split by blank lines)."""
+    states: dict[str, str] = {}
+    for block in show_output.strip().split("\n\n"):
+        fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        states[fields["Id"]] = fields["ActiveState"]
+    return states
+
+
+def _owners(box: SystemdBox, paths: set[str]) -> dict[str, str]:
+    """{path: package} for the paths dpkg knows (as /lib/... or its /usr/lib/... twin)."""
+    owners: dict[str, str] = {}
+    for path in sorted(paths):
+        for candidate in (path, path.removeprefix("/usr")):
+            found = box.run(["dpkg-query", "-S", candidate], check=False).stdout
+            if found:
+                owners[path] = found.split(":", 1)[0]
+                break
+    return owners
+
+
+def test_no_corpus_unit_starts_at_boot() -> None:
+    """A box booted over this machine's root runs no unit of a corpus package or of its quiet dependencies."""
+    if os.geteuid() != 0:
+        pytest.skip("the systemd box needs root")
+    quiet = set(quiet_packages())
+    with SystemdBox(STATE_PARENT / f"{STATE_PREFIX}{os.getpid()}-boot") as fresh:
+        listed = fresh.run(
+            ["systemctl", "list-units", "--all", "--no-legend", "--plain", "--type=service,socket,timer,path"]
+        ).stdout
+        units = [line.split()[0] for line in listed.splitlines() if line.strip()]
+        states = _unit_states(fresh.run(["systemctl", "show", "--property=Id,ActiveState", *units]).stdout)
+        running = sorted(u for u, state in states.items() if state in ("active", "activating", "reloading"))
+        sources: dict[str, set[str]] = {}
+        for unit in running:
+            props = fresh.run(["systemctl", "show", "-P", "FragmentPath", "-P", "SourcePath", unit]).stdout
+            sources[unit] = {p for p in props.split() if p.startswith("/")}
+        owners = _owners(fresh, set().union(*sources.values()))
+        offenders = sorted(
+            f"{unit} ({owners[path]})"
+            for unit, paths in sources.items()
+            for path in paths
+            if owners.get(path) in quiet
+        )
+        assert not offenders, f"corpus units running after boot: {offenders}"
+        # The corpus units themselves, by name: all loaded (installed), none running.
+        corpus_units = [s.unit for s in (*CORPUS, *REFUSED)]
+        corpus_states = _unit_states(
+            fresh.run(["systemctl", "show", "--property=Id,ActiveState", *corpus_units]).stdout
+        )
+        assert set(corpus_states) == set(corpus_units)
+        assert all(state == "inactive" for state in corpus_states.values()), corpus_states
+        # Nor did systemd-sysv-generator pull the units it made from init scripts into a target.
+        wants = fresh.run(["sh", "-c", "ls /run/systemd/generator.late/*.wants 2>/dev/null || true"]).stdout
+        assert not {s.unit for s in CORPUS} & set(wants.split()), wants
+
+
+def test_probes_fail_without_their_service(box: SystemdBox) -> None:
+    """A probe that passed with nothing listening would prove nothing."""
+    running = active_units(box)
+    passing = []
+    for service in CORPUS:
+        assert service.unit not in running
+        done = box.run_in_netns_of(1, service.probe_argv("/proc/1/root/run"), check=False, timeout=60)
+        if done.returncode == 0:
+            passing.append(service.unit)
+    assert not passing, f"probes that succeed with their service stopped: {passing}"
+
+
+@pytest.mark.parametrize("service", CORPUS, ids=lambda s: s.name)
+def test_host_unit_answers_probe(box: SystemdBox, service: CorpusService) -> None:
+    before = active_units(box)
+    assert service.unit not in before, f"{service.unit} was already running"
+    cursor = journal_cursor(box)
+    try:
+        attempt = start_and_probe(box, service.unit, service)
+        _timings[service.unit] = attempt.seconds
+        if not attempt.answered:
+            journal = journal_since(box, cursor, (service.unit,))
+            pytest.fail(
+                f"{attempt.summary()}\nlast probe: {attempt.probe_output}\n--- journal ---\n{journal}"
+            )
+    finally:
+        stop_with_companions(box, service.unit, before)
+    assert service.unit not in active_units(box)
+
+
+@pytest.mark.parametrize("service", REFUSED, ids=lambda s: s.name)
+def test_dbus_service_is_refused(box: SystemdBox, service: CorpusService) -> None:
+    def snapshot() -> tuple[str, str]:
+        units = box.run(["ls", "-a", UNIT_DIR]).stdout
+        base = box.run(["sh", "-c", f"ls -aR {BASE} 2>/dev/null || true"]).stdout
+        return units, base
+
+    before = snapshot()
+    name = f"c{service.name}"
+    done = box.run([*TOOL, "create", name, "--unit", service.unit], check=False)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert "Traceback" not in done.stderr and "Traceback" not in done.stdout
+    assert 1 <= len(lines) <= 2, done.stderr
+    assert re.search(r"\bd-?bus\b", lines[0], re.IGNORECASE), lines[0]
+    assert service.unit in lines[0]
+    if len(lines) == 2:
+        assert lines[1].startswith("hint:"), lines[1]
+    assert snapshot() == before, "a refused create left files behind"
+    assert box.run(["systemctl", "cat", f"sandbox-{name}.service"], check=False).returncode != 0
