@@ -169,6 +169,13 @@ class PathFacts:
     ucf: str
     #: The path (or its parent) is made by a maintainer script: on the host, owned by no package.
     unowned_on_host: bool
+    #: The topmost directory on the way to the path that the sandbox lacks (the path itself if only it
+    #: is missing), which is what the tree should have had, and that directory's owner on the host.
+    missing_from: str = ""
+    missing_from_owner: str = ""
+    missing_from_unowned: bool = False
+    #: The strace line of the failed access, when strace saw one.
+    strace: str = ""
 
 
 @dataclass
@@ -195,6 +202,8 @@ class RunRecord:
     journal: str = ""
     unit_text: str = ""
     paths: list[PathFacts] = field(default_factory=list)
+    #: systemd's view of the generated sandbox unit (SETTINGS), for the plain runs of each pass.
+    settings: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -250,38 +259,100 @@ def _journal_text(box: SystemdBox, cursor: str, unit: str) -> str:
     return "\n".join(line for line in text.splitlines() if not _JOURNAL_NOISE.match(line))
 
 
-def _path_facts(box: SystemdBox, root: str, journal: str, limit: int = 12) -> list[PathFacts]:
-    # systemd names the host side of the sandbox's /run (a PIDFile=): the path inside is what matters.
-    inside = (_HOST_RUN.sub("/run/", m.rstrip(".:,'\"")) for m in _PATH_IN_LOG.findall(journal))
-    paths = list(dict.fromkeys(inside))
-    facts = []
-    for path in paths[:limit]:
-        if path.startswith(("/proc", "/sys", "/dev/pts")):
-            continue
-        script = r"""
-p=$1; root=$2
-[ -e "$root$p" ] || [ -L "$root$p" ] && echo in_sandbox
-[ -e "$p" ] || [ -L "$p" ] && echo on_host
-owner=$(dpkg-query -S "$p" 2>/dev/null | head -n1 | cut -d: -f1); echo "owner=$owner"
-parent=${p%/*}
-grep -hsE "^[a-zA-Z][-+=~^!]*[[:space:]]+($p|$parent)([[:space:]]|$)" \
-    /usr/lib/tmpfiles.d/*.conf /etc/tmpfiles.d/*.conf | sed 's/^/tmpfiles=/'
-ucf=$(grep -s " $p\$" /var/lib/ucf/registry | head -n1 | cut -d' ' -f1); echo "ucf=$ucf"
-if [ -e "$p" ] && [ -z "$owner" ]; then echo unowned; fi
+def _new_log_lines(box: SystemdBox, root: str, since: str) -> str:
+    """The last lines of log files under the sandbox's /var/log written during the attempt, as
+    `FILE: LINE` (many daemons log there, not to the journal)."""
+    if not root:
+        return ""
+    script = r"""
+find "$1/var/log" -type f -newermt "@$2" 2>/dev/null | while read -r f; do
+    tail -n 15 "$f" | sed "s|^|${f#$1}: |"
+done
 """
-        out = box.run(["sh", "-c", script, "sh", path, root], check=False).stdout.splitlines()
-        values = dict(line.split("=", 1) for line in out if "=" in line and not line.startswith("tmpfiles="))
-        facts.append(
-            PathFacts(
-                path=path,
-                in_sandbox="in_sandbox" in out,
-                on_host="on_host" in out,
-                dpkg_owner=values.get("owner", ""),
-                tmpfiles=[line.removeprefix("tmpfiles=") for line in out if line.startswith("tmpfiles=")],
-                ucf=values.get("ucf", ""),
-                unowned_on_host="unowned" in out,
-            )
+    out = box.run(["sh", "-c", script, "sh", root, since], check=False).stdout
+    return "\n" + out if out else ""
+
+
+_FACTS_SCRIPT = r"""
+root=$1; shift
+owner_of() { dpkg-query -S "$1" 2>/dev/null | grep -v '^diversion' | head -n1 | sed 's/: .*//'; }
+for p in "$@"; do
+    echo "@@$p"
+    if [ -e "$root$p" ] || [ -L "$root$p" ]; then echo in_sandbox; fi
+    if [ -e "$p" ] || [ -L "$p" ]; then echo on_host; fi
+    owner=$(owner_of "$p"); echo "owner=$owner"
+    if [ -e "$p" ] && [ -z "$owner" ]; then echo unowned; fi
+    q=$p
+    while :; do
+        case $q in /|/run|/var|/var/lib|/var/cache|/var/log|/var/spool|/var/tmp|/etc|/tmp|"") break ;; esac
+        grep -hsE "^[[:space:]]*[a-zA-Z][-+=~^!]*[[:space:]]+$q/?([[:space:]]|$)" \
+            /usr/lib/tmpfiles.d/*.conf /etc/tmpfiles.d/*.conf | sed 's/^[[:space:]]*/tmpfiles=/'
+        q=${q%/*}
+    done
+    echo "ucf=$(grep -s " $p\$" /var/lib/ucf/registry | head -n1 | cut -d' ' -f1)"
+    m=$p
+    while [ -n "${m%/*}" ] && [ ! -e "$root${m%/*}" ]; do m=${m%/*}; done
+    if [ ! -e "$root$m" ] && [ -e "$m" ]; then
+        echo "missing_from=$m"; mo=$(owner_of "$m"); echo "missing_from_owner=$mo"
+        if [ -z "$mo" ]; then echo missing_from_unowned; fi
+    fi
+done
+"""
+#: Paths a daemon probes and does without, and the sandbox lacks by design: its /run is its own, the
+#: shadow files are withheld, /usr (and /lib, /bin through the merged-/usr links) is the host's.
+_NOISE = (
+    "/proc",
+    "/sys",
+    "/dev/",
+    "/run/systemd/",
+    "/etc/selinux/",
+    "/etc/ld.so.",
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/usr/",
+    "/lib/",
+    "/lib64/",
+    "/bin/",
+    "/sbin/",
+)
+
+
+def _path_facts(box: SystemdBox, root: str, journal: str, *, extra: Sequence[str] = ()) -> list[PathFacts]:
+    """Facts about the paths the error lines name and the daemon failed to open (``extra``), kept
+    only where they tell something: the host has the path, or tmpfiles.d declares it."""
+    # systemd names the host side of the sandbox's /run (a PIDFile=): the path inside is what matters.
+    said = "\n".join(line for line in journal.splitlines() if not _STRACE_MISS.search(line))
+    inside = (_HOST_RUN.sub("/run/", m.rstrip(".:,'\"/")) for m in _PATH_IN_LOG.findall(said))
+    named = [p for p in inside if p.count("/") >= 2]
+    paths = [
+        p.rstrip("/") for p in dict.fromkeys([*named, *extra]) if not p.startswith(_NOISE) and "*" not in p
+    ]
+    if not paths or not root:
+        return []
+    out = box.run(["sh", "-c", _FACTS_SCRIPT, "sh", root, *dict.fromkeys(paths)], check=False).stdout
+    facts = []
+    for block in out.split("@@")[1:]:
+        path, *lines = block.splitlines()
+        values = dict(
+            line.split("=", 1) for line in lines if "=" in line and not line.startswith("tmpfiles=")
         )
+        found = PathFacts(
+            path=path,
+            in_sandbox="in_sandbox" in lines,
+            on_host="on_host" in lines,
+            dpkg_owner=values.get("owner", ""),
+            tmpfiles=[line.removeprefix("tmpfiles=") for line in lines if line.startswith("tmpfiles=")],
+            ucf=values.get("ucf", ""),
+            unowned_on_host="unowned" in lines,
+            missing_from=values.get("missing_from", ""),
+            missing_from_owner=values.get("missing_from_owner", ""),
+            missing_from_unowned="missing_from_unowned" in lines,
+        )
+        if found.on_host or found.tmpfiles:
+            found.strace = next(
+                (m.group(0) for m in _STRACE_MISS.finditer(journal) if m.group(1) == path), ""
+            )
+            facts.append(found)
     return facts
 
 
@@ -305,8 +376,8 @@ def host_run(box: SystemdBox, service: CorpusService) -> RunRecord:
         record.syslog = _syslog_entries(box, cursor, service.unit)
     finally:
         stop_with_companions(box, service.unit, before)
-    if not record.answered:
-        record.journal = _journal_text(box, cursor, service.unit)
+    # Kept whatever happened: a sandbox's line that the host also logs is no sign of a problem.
+    record.journal = _journal_text(box, cursor, service.unit)
     return record
 
 
@@ -314,9 +385,11 @@ def sandbox_name(service: CorpusService) -> str:
     return f"c{service.name}"
 
 
-def _create(box: SystemdBox, service: CorpusService, record: RunRecord, profile: str) -> str:
+def _create(
+    box: SystemdBox, service: CorpusService, record: RunRecord, profile: str, extra: Sequence[str] = ()
+) -> str:
     name = sandbox_name(service)
-    argv = [*TOOL, "create", name, "--unit", service.unit]
+    argv = [*TOOL, "create", name, "--unit", service.unit, *extra]
     if profile != "default":
         argv += ["--profile", profile]
     done = box.run(argv, check=False, timeout=600)
@@ -339,15 +412,19 @@ def sandbox_run(
     relax: tuple[str, ...] = (),
     label: str = "",
     host_syslog: bool = False,
+    timeout: float | None = None,
+    create_args: Sequence[str] = (),
 ) -> RunRecord:
     """Create, start, probe, look at the logs, and delete one sandbox of ``service``."""
     unit = f"sandbox-{sandbox_name(service)}.service"
     record = RunRecord(label=label or profile, unit=unit)
-    name = _create(box, service, record, profile)
+    name = _create(box, service, record, profile, create_args)
     try:
         if not record.created:
             return record
         record.unit_text = box.run(["systemctl", "cat", unit], check=False).stdout
+        if not relax and label in ("", profile, f"hinted-{profile}"):
+            record.settings = _settings(box, unit, _show_all(box, REFERENCE_UNIT))
         if relax:
             box.write_file(
                 f"/etc/systemd/system/{unit}.d/zz-corpus-relax.conf", "[Service]\n" + "\n".join(relax) + "\n"
@@ -355,8 +432,9 @@ def sandbox_run(
             box.run(["systemctl", "daemon-reload"])
         before = active_units(box)
         cursor = journal_cursor(box)
+        began = box.run(["date", "+%s"]).stdout.strip()
         try:
-            attempt = start_and_probe(box, unit, service)
+            attempt = start_and_probe(box, unit, service, timeout=timeout)
             _fill(record, attempt)
             pid = netns_pid(box, unit)
             if pid:
@@ -377,9 +455,10 @@ def sandbox_run(
                 box, unit, before, others=lambda u: u.startswith("sandbox-") and not u.startswith(own)
             )
         if not record.answered:
-            record.journal = _journal_text(box, cursor, unit)
             root = box.run(["systemctl", "show", "-P", "RootDirectory", unit], check=False).stdout.strip()
-            record.paths = _path_facts(box, root, record.journal)
+            record.journal = _journal_text(box, cursor, unit) + _new_log_lines(box, root, began)
+            record.paths = _path_facts(box, root, record.journal, extra=failed_accesses(record.journal))
+            record.journal = _trim_strace(record.journal)
         record.syslog = record.syslog[:5]
         return record
     finally:
@@ -389,31 +468,165 @@ def sandbox_run(
 #: A diagnostic drop-in: journald's syslog socket in the sandbox, so that a daemon that reports its
 #: errors only through syslog(3) shows them (the tool binds no /dev/log yet).
 SYSLOG_DROP_IN = ("BindReadOnlyPaths=-/run/systemd/journal/dev-log -/run/systemd/journal/socket",)
+#: The diagnostic run also traces the daemon's failed file accesses (to its stderr, so to the journal).
+STRACE = "/usr/bin/strace -f -qq -e trace=%%file -e status=failed"  # %% : a specifier in a unit file
+DIAG_TIMEOUT = 15.0
+_EXEC_START = re.compile(r"^ExecStart=(.+)$", re.MULTILINE)
+_STRACE_MISS = re.compile(r'\b[a-z0-9_]+\([^"\n]*"([^"\n]+)"[^\n]*= -1 (ENOENT|EACCES|EPERM)')
 
 
-def _bisect_profile(box: SystemdBox, service: CorpusService, record: ServiceRecord) -> None:
-    control = sandbox_run(box, service, "default", label="default-again")
+def diagnostic_lines(unit_text: str) -> tuple[str, ...]:
+    """Drop-in lines for the diagnostic run: syslog socket, and ExecStart= under strace."""
+    found = _EXEC_START.findall(unit_text)
+    if not found:
+        return SYSLOG_DROP_IN
+    command = found[-1]
+    prefix = ""
+    while command[:1] in "-@:+!":
+        prefix, command = prefix + command[0], command[1:]
+    if "@" in prefix or "+" in prefix or "!" in prefix:
+        return SYSLOG_DROP_IN  # argv[0] games or privileged: leave the command alone
+    return (*SYSLOG_DROP_IN, "ExecStart=", f"ExecStart={prefix}{STRACE} {command}")
+
+
+def _trim_strace(journal: str, keep: int = 60) -> str:
+    """The journal with at most ``keep`` strace lines (their paths are in the facts already)."""
+    out, traced = [], 0
+    for line in journal.splitlines():
+        if _STRACE_MISS.search(line):
+            traced += 1
+            if traced > keep:
+                continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def failed_accesses(journal: str) -> list[str]:
+    """Paths under /etc, /var and /run the daemon looked for and could not open (from strace lines)."""
+    paths = []
+    for match in _STRACE_MISS.finditer(journal):
+        path = match.group(1)
+        if "X_OK" in match.group(0) and match.group(2) == "EACCES":
+            continue  # a test for an executable bit, not a missing file
+        if path.startswith(("/etc/", "/var/", "/run/")):
+            paths.append(path)
+    return list(dict.fromkeys(paths))
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One pass over a service's sandboxes: as the tool is (no hints), or with the hint a refusal gave."""
+
+    prefix: str = ""
+    create_args: tuple[str, ...] = ()
+
+
+def _bisect_profile(box: SystemdBox, service: CorpusService, record: ServiceRecord, how: Pass) -> None:
+    control = sandbox_run(
+        box, service, "default", label=f"{how.prefix}default-again", create_args=how.create_args
+    )
     record.runs.append(control)
     if control.answered:
         return  # not reproducible: the report says so instead of blaming a directive
     for directive, lines in RELAXATIONS.items():
-        run = sandbox_run(box, service, "default", relax=lines, label=f"default-{directive}")
-        record.relaxed[directive] = run.answered
+        label = f"{how.prefix}default-{directive}"
+        run = sandbox_run(box, service, "default", relax=lines, label=label, create_args=how.create_args)
+        record.relaxed[f"{how.prefix}{directive}"] = run.answered
         if run.answered:
             record.runs.append(run)
 
 
-def sandbox_runs(box: SystemdBox, service: CorpusService, record: ServiceRecord, bisect: bool) -> None:
+def _one_pass(
+    box: SystemdBox, service: CorpusService, record: ServiceRecord, bisect: bool, how: Pass
+) -> None:
     host = record.run("host")
     expects_syslog = bool(host and host.syslog)
     for profile in ("default", "trusted"):
-        record.runs.append(sandbox_run(box, service, profile, host_syslog=expects_syslog))
-    default, trusted = record.run("default"), record.run("trusted")
+        run = sandbox_run(
+            box,
+            service,
+            profile,
+            label=how.prefix + profile,
+            host_syslog=expects_syslog,
+            create_args=how.create_args,
+        )
+        record.runs.append(run)
+    default, trusted = record.run(how.prefix + "default"), record.run(how.prefix + "trusted")
     if bisect and default and trusted and not default.answered and default.created and trusted.answered:
-        _bisect_profile(box, service, record)
+        _bisect_profile(box, service, record, how)
     if trusted and trusted.created and not trusted.answered:
-        # Fails whatever the profile: show what the daemon said through syslog.
-        record.runs.append(sandbox_run(box, service, "trusted", relax=SYSLOG_DROP_IN, label="trusted+syslog"))
+        # Fails whatever the profile: show what the daemon said through syslog, and what it missed.
+        relax = diagnostic_lines(trusted.unit_text)
+        label = f"{how.prefix}trusted+diag"
+        record.runs.append(
+            sandbox_run(
+                box,
+                service,
+                "trusted",
+                relax=relax,
+                label=label,
+                timeout=DIAG_TIMEOUT,
+                create_args=how.create_args,
+            )
+        )
+
+
+HINT_DROP_IN = "zz-corpus-hint.conf"
+
+
+def _hint(box: SystemdBox, service: CorpusService, record: ServiceRecord) -> Pass | None:
+    """What the refusal's hint says to do, done: the '+' prefix taken out of the host unit with a drop-in,
+    or --package for a unit generated from an init script.  None if the refusal has no such way round."""
+    default = record.run("default")
+    if default is None or default.created:
+        return None
+    message = default.create_output
+    if "prefix" in message:
+        lines = _without_privileged_prefix(box.run(["systemctl", "cat", service.unit]).stdout)
+        if not lines:
+            return None
+        box.write_file(
+            f"/etc/systemd/system/{service.unit}.d/{HINT_DROP_IN}", "[Service]\n" + "\n".join(lines) + "\n"
+        )
+        box.run(["systemctl", "daemon-reload"])
+        return Pass("hinted-")
+    source = record.settings.get("SourcePath", "")
+    if "no package owns its unit file" in message and source:
+        owner = box.run(["dpkg-query", "-S", source], check=False).stdout.split(":", 1)[0].strip()
+        if owner:
+            return Pass("hinted-", ("--package", owner))
+    return None
+
+
+def _without_privileged_prefix(unit_text: str) -> list[str]:
+    """Drop-in lines re-stating every Exec*= list that has a '+' (or '!!') command, without it."""
+    commands: dict[str, list[str]] = {}
+    for line in unit_text.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep or not key.startswith("Exec"):
+            continue
+        commands[key] = [] if not value else [*commands.get(key, []), value]
+    out = []
+    for key, values in commands.items():
+        if not any(v.lstrip("-@:").startswith(("+", "!")) for v in values):
+            continue
+        out.append(f"{key}=")
+        for value in values:
+            head = len(value) - len(value.lstrip("-@:+!"))
+            out.append(f"{key}={value[:head].replace('+', '').replace('!', '')}{value[head:]}")
+    return out
+
+
+def sandbox_runs(box: SystemdBox, service: CorpusService, record: ServiceRecord, bisect: bool) -> None:
+    _one_pass(box, service, record, bisect, Pass())
+    how = _hint(box, service, record)
+    if how is None:
+        return
+    try:
+        _one_pass(box, service, record, bisect, how)
+    finally:
+        box.run(["rm", "-f", f"/etc/systemd/system/{service.unit}.d/{HINT_DROP_IN}"])
+        box.run(["systemctl", "daemon-reload"])
 
 
 def gather(
@@ -422,7 +635,7 @@ def gather(
     *,
     jobs: int = 2,
     bisect: bool = True,
-    progress: Callable[[str], None] = print,
+    progress: Callable[[str], None] = lambda line: print(line, flush=True),
 ) -> list[ServiceRecord]:
     """The record of every service: host baseline in turn (they share ports), then sandboxes in parallel."""
     _write_reference(box)
