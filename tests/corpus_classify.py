@@ -358,7 +358,6 @@ CARRIED = (
     "RemainAfterExit",
     "UMask",
     "Environment",
-    "EnvironmentFiles",
     "WorkingDirectory",
     "RuntimeDirectoryMode",
     "RuntimeDirectoryPreserve",

@@ -26,7 +26,6 @@ from tests.corpusrun import (
     Attempt,
     active_units,
     journal_cursor,
-    journal_since,
     netns_pid,
     start_and_probe,
     stop_with_companions,
@@ -154,7 +153,6 @@ _PATH_IN_LOG = re.compile(
     r"(?<![\w.-])(/(?:etc|var|run|usr|lib|dev|proc|sys|tmp|srv|home|root)(?:/[\w.@+%-]*)*)"
 )
 _HOST_RUN = re.compile(r"^/run/sandbox-service/[^/]+/")
-_JOURNAL_NOISE = re.compile(r"^-- (No entries|Boot|Journal begins|Logs begin)")
 
 
 @dataclass
@@ -204,6 +202,8 @@ class RunRecord:
     paths: list[PathFacts] = field(default_factory=list)
     #: systemd's view of the generated sandbox unit (SETTINGS), for the plain runs of each pass.
     settings: dict[str, str] = field(default_factory=dict)
+    #: SYSLOG_IDENTIFIERs the unit's processes log with (host run only).
+    identifiers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -241,22 +241,62 @@ def _settings(box: SystemdBox, unit: str, reference: dict[str, str]) -> dict[str
     }
 
 
-def _syslog_entries(box: SystemdBox, cursor: str, unit: str) -> list[str]:
-    raw = journal_since(box, cursor, (unit,), output="json")
-    found = []
-    for line in raw.splitlines():
+_UNIT_FIELDS = ("_SYSTEMD_UNIT", "UNIT", "OBJECT_SYSTEMD_UNIT")
+
+
+def _entries(
+    box: SystemdBox, cursor: str, unit: str, idents: frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
+    """Journal entries of an attempt: those journald put under ``unit``, and those it could not put
+    anywhere because the sender had exited before journald looked at it (a daemon's last syslog
+    lines before it dies), known by the unit's PIDs or by the identifiers the host unit logs with."""
+    argv = ["journalctl", "--no-pager", "-o", "json"]
+    if cursor:
+        argv.append(f"--after-cursor={cursor}")
+    entries = []
+    for line in box.run(argv, check=False).stdout.splitlines():
         try:
-            entry = json.loads(line)
+            entries.append(json.loads(line))
         except ValueError:
             continue
-        if entry.get("_TRANSPORT") == "syslog" and isinstance(entry.get("MESSAGE"), str):
-            found.append(f"{entry.get('SYSLOG_IDENTIFIER', '?')}: {entry['MESSAGE']}")
-    return found
+    pids = {e.get("_PID") for e in entries if e.get("_SYSTEMD_UNIT") == unit}
+    return [
+        e
+        for e in entries
+        if any(e.get(f) == unit for f in _UNIT_FIELDS)
+        or (
+            not e.get("_SYSTEMD_UNIT")
+            and e.get("_PID") != "1"
+            and (e.get("_PID") in pids or e.get("SYSLOG_IDENTIFIER") in idents)
+        )
+    ]
 
 
-def _journal_text(box: SystemdBox, cursor: str, unit: str) -> str:
-    text = journal_since(box, cursor, (unit,))
-    return "\n".join(line for line in text.splitlines() if not _JOURNAL_NOISE.match(line))
+def _message(entry: dict[str, Any]) -> str:
+    message = entry.get("MESSAGE", "")
+    if isinstance(message, list):  # journald's form for a message that is not UTF-8
+        return bytes(message).decode(errors="replace")
+    return str(message)
+
+
+def _syslog_lines(entries: Sequence[dict[str, Any]]) -> list[str]:
+    return [
+        f"{e.get('SYSLOG_IDENTIFIER', '?')}: {_message(e)}"
+        for e in entries
+        if e.get("_TRANSPORT") == "syslog"
+    ]
+
+
+def _journal_lines(entries: Sequence[dict[str, Any]]) -> str:
+    """The entries as journalctl's short format shows them."""
+    out = []
+    for e in entries:
+        stamp = time.strftime("%b %d %H:%M:%S", time.localtime(int(e.get("__REALTIME_TIMESTAMP", 0)) / 1e6))
+        ident = e.get("SYSLOG_IDENTIFIER") or e.get("_COMM") or "?"
+        pid = e.get("SYSLOG_PID") or e.get("_PID") or "?"
+        for i, text in enumerate(_message(e).splitlines() or [""]):
+            out.append(f"{stamp} vm {ident}[{pid}]: {text}" if i == 0 else f"    {text}")
+    return "\n".join(out)
 
 
 def _new_log_lines(box: SystemdBox, root: str, since: str) -> str:
@@ -373,11 +413,14 @@ def host_run(box: SystemdBox, service: CorpusService) -> RunRecord:
     try:
         _fill(record, start_and_probe(box, service.unit, service))
         time.sleep(0.5)  # the daemon's first syslog lines
-        record.syslog = _syslog_entries(box, cursor, service.unit)
+        record.syslog = _syslog_lines(_entries(box, cursor, service.unit))
     finally:
         stop_with_companions(box, service.unit, before)
     # Kept whatever happened: a sandbox's line that the host also logs is no sign of a problem.
-    record.journal = _journal_text(box, cursor, service.unit)
+    entries = _entries(box, cursor, service.unit)
+    record.journal = _journal_lines(entries)
+    names = {str(e.get("SYSLOG_IDENTIFIER")) for e in entries if e.get("_SYSTEMD_UNIT") == service.unit}
+    record.identifiers = sorted(names - {"None", "systemd"})
     return record
 
 
@@ -414,8 +457,12 @@ def sandbox_run(
     host_syslog: bool = False,
     timeout: float | None = None,
     create_args: Sequence[str] = (),
+    idents: frozenset[str] = frozenset(),
 ) -> RunRecord:
-    """Create, start, probe, look at the logs, and delete one sandbox of ``service``."""
+    """Create, start, probe, look at the logs, and delete one sandbox of ``service``.
+
+    ``idents``: the identifiers the host unit logs with, to find the daemon's lines that journald
+    could not attribute to the unit."""
     unit = f"sandbox-{sandbox_name(service)}.service"
     record = RunRecord(label=label or profile, unit=unit)
     name = _create(box, service, record, profile, create_args)
@@ -442,7 +489,7 @@ def sandbox_run(
                 inside = ["nsenter", "-t", str(pid), "-m", "-r", "/usr/bin/test", "-S", "/dev/log"]
                 record.dev_log_in_sandbox = box.run(inside, check=False).returncode == 0
             time.sleep(0.5)
-            record.syslog = _syslog_entries(box, cursor, unit)
+            record.syslog = _syslog_lines(_entries(box, cursor, unit, idents))
             if host_syslog or record.syslog:
                 logs = box.run([*TOOL, "logs", name], check=False).stdout
                 record.syslog_in_logs = bool(record.syslog) and all(
@@ -456,7 +503,9 @@ def sandbox_run(
             )
         if not record.answered:
             root = box.run(["systemctl", "show", "-P", "RootDirectory", unit], check=False).stdout.strip()
-            record.journal = _journal_text(box, cursor, unit) + _new_log_lines(box, root, began)
+            record.journal = _journal_lines(_entries(box, cursor, unit, idents)) + _new_log_lines(
+                box, root, began
+            )
             record.paths = _path_facts(box, root, record.journal, extra=failed_accesses(record.journal))
             record.journal = _trim_strace(record.journal)
         record.syslog = record.syslog[:5]
@@ -519,18 +568,27 @@ class Pass:
 
     prefix: str = ""
     create_args: tuple[str, ...] = ()
+    #: The identifiers the host unit logs with (see sandbox_run).
+    idents: frozenset[str] = frozenset()
 
 
 def _bisect_profile(box: SystemdBox, service: CorpusService, record: ServiceRecord, how: Pass) -> None:
     control = sandbox_run(
-        box, service, "default", label=f"{how.prefix}default-again", create_args=how.create_args
+        box,
+        service,
+        "default",
+        label=f"{how.prefix}default-again",
+        create_args=how.create_args,
+        idents=how.idents,
     )
     record.runs.append(control)
     if control.answered:
         return  # not reproducible: the report says so instead of blaming a directive
     for directive, lines in RELAXATIONS.items():
         label = f"{how.prefix}default-{directive}"
-        run = sandbox_run(box, service, "default", relax=lines, label=label, create_args=how.create_args)
+        run = sandbox_run(
+            box, service, "default", relax=lines, label=label, create_args=how.create_args, idents=how.idents
+        )
         record.relaxed[f"{how.prefix}{directive}"] = run.answered
         if run.answered:
             record.runs.append(run)
@@ -549,6 +607,7 @@ def _one_pass(
             label=how.prefix + profile,
             host_syslog=expects_syslog,
             create_args=how.create_args,
+            idents=how.idents,
         )
         record.runs.append(run)
     default, trusted = record.run(how.prefix + "default"), record.run(how.prefix + "trusted")
@@ -567,6 +626,7 @@ def _one_pass(
                 label=label,
                 timeout=DIAG_TIMEOUT,
                 create_args=how.create_args,
+                idents=how.idents,
             )
         )
 
@@ -589,12 +649,12 @@ def _hint(box: SystemdBox, service: CorpusService, record: ServiceRecord) -> Pas
             f"/etc/systemd/system/{service.unit}.d/{HINT_DROP_IN}", "[Service]\n" + "\n".join(lines) + "\n"
         )
         box.run(["systemctl", "daemon-reload"])
-        return Pass("hinted-")
+        return Pass("hinted-", idents=_idents(record))
     source = record.settings.get("SourcePath", "")
     if "no package owns its unit file" in message and source:
         owner = box.run(["dpkg-query", "-S", source], check=False).stdout.split(":", 1)[0].strip()
         if owner:
-            return Pass("hinted-", ("--package", owner))
+            return Pass("hinted-", ("--package", owner), _idents(record))
     return None
 
 
@@ -617,8 +677,13 @@ def _without_privileged_prefix(unit_text: str) -> list[str]:
     return out
 
 
+def _idents(record: ServiceRecord) -> frozenset[str]:
+    host = record.run("host")
+    return frozenset(host.identifiers) if host else frozenset()
+
+
 def sandbox_runs(box: SystemdBox, service: CorpusService, record: ServiceRecord, bisect: bool) -> None:
-    _one_pass(box, service, record, bisect, Pass())
+    _one_pass(box, service, record, bisect, Pass(idents=_idents(record)))
     how = _hint(box, service, record)
     if how is None:
         return
