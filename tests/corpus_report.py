@@ -678,8 +678,13 @@ def _without_privileged_prefix(unit_text: str) -> list[str]:
 
 
 def _idents(record: ServiceRecord) -> frozenset[str]:
+    """What the daemon's own lines are tagged with: the host run's identifiers, and the names of the
+    programs the unit runs (a daemon that only logs when it fails never logged on the host)."""
     host = record.run("host")
-    return frozenset(host.identifiers) if host else frozenset()
+    names = set(host.identifiers) if host else set()
+    for key in ("ExecStartPreEx", "ExecStartEx", "ExecStartPostEx"):
+        names |= {p.rsplit("/", 1)[-1] for p in re.findall(r"path=(\S+)", record.settings.get(key, ""))}
+    return frozenset(names - {"kill", "env", "sh", "bash"})
 
 
 def sandbox_runs(box: SystemdBox, service: CorpusService, record: ServiceRecord, bisect: bool) -> None:
