@@ -6,8 +6,11 @@ counted), then `sandbox-service create cNAME --unit UNIT` with no hints under th
 network namespace, and whether the daemon's syslog lines reach `sandbox-service logs cNAME`.  A failed
 attempt keeps its journal and facts about the paths its error lines name; a start that fails under
 `default` but works under `trusted` is retried with one directive of the profile relaxed at a time (a
-drop-in in the box), which names the directive that breaks it.  The raw record goes to JSON; the
-classification (tests/corpus_classify.py) reads only that record.
+drop-in in the box), which names the directive that breaks it.  A start that fails under both is
+repeated once as a diagnostic run (journald's syslog socket bound in, ExecStart under strace, new lines of
+the sandbox's log files).  A refusal whose hint can be followed (the '+' taken out of the host unit,
+--package for a unit made from an init script) gets the same runs with the hint ("hinted-" labels).  The
+raw record goes to JSON; the classification (tests/corpus_classify.py) reads only that record.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tests.box import SystemdBox
-from tests.corpus import CORPUS, REFUSED, CorpusService
+from tests.corpus import CORPUS, CorpusService
 from tests.corpusrun import (
     Attempt,
     active_units,
@@ -746,5 +749,3 @@ def from_json(text: str) -> list[ServiceRecord]:
         records.append(ServiceRecord(**raw, runs=runs))
     return records
 
-
-ALL_SERVICES: tuple[CorpusService, ...] = (*CORPUS, *REFUSED)
