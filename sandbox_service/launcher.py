@@ -682,11 +682,16 @@ def stay_as_init() -> None:
     child = os.fork()
     if child == 0:
         return
-    # It needs no capability to wait and pass signals on; without any, its program may see it in /proc.
-    with contextlib.suppress(LaunchError):  # a profile may forbid capset(): then it stays hidden
-        _capset(set())
+    # It keeps CAP_KILL only: its command may run under another user, whom it could not signal without.
+    with contextlib.suppress(LaunchError):  # a profile may forbid capset()
+        _capset({CAPABILITIES.index("CAP_KILL")})
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):  # gone already: systemd signals the whole unit
+            os.kill(child, signum)
+
     for sig in FORWARDED:
-        signal.signal(sig, lambda signum, _frame: os.kill(child, signum))
+        signal.signal(sig, forward)
     while True:
         try:
             pid, status = os.wait()

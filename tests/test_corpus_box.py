@@ -36,6 +36,7 @@ from tests.sandboxcli import BASE, UNIT_DIR, cli
 pytestmark = [pytest.mark.box, pytest.mark.systemd("252")]
 
 _timings: dict[str, float] = {}
+_scores: dict[str, tuple[float, float]] = {}  # unit: exposure of the host unit, of its sandbox
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -46,6 +47,8 @@ def report_wall_time() -> Iterator[None]:
     slowest = sorted(_timings.items(), key=lambda kv: -kv[1])[:5]
     listed = ", ".join(f"{unit} {seconds:.1f} s" for unit, seconds in slowest)
     print(f"\ncorpus: {time.monotonic() - began:.1f} s for {len(_timings)} units; slowest: {listed}")
+    for unit, (host, sandbox) in sorted(_scores.items()):
+        print(f"exposure {unit}: host {host}, sandbox {sandbox}")
 
 
 def _unit_states(show_output: str) -> dict[str, str]:
@@ -179,6 +182,17 @@ def test_service_serves_from_its_sandbox(box: SystemdBox, cleanup: list[str], se
     assert answered, why
     if host_syslog:
         assert syslog, f"{service.unit} wrote {host_syslog} syslog lines on the host, none from its sandbox"
+    host_score, sandbox_score = _exposure(box, service.unit), _exposure(box, f"sandbox-{name}.service")
+    _scores[service.unit] = (host_score, sandbox_score)
+    assert sandbox_score <= host_score, f"the sandbox scores {sandbox_score}, its host unit {host_score}"
+
+
+def _exposure(box: SystemdBox, unit: str) -> float:
+    """systemd-analyze security's overall score for a loaded unit."""
+    out = box.run(["systemd-analyze", "security", "--no-pager", unit]).stdout
+    found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", out)
+    assert found, out
+    return float(found.group(1))
 
 
 @pytest.mark.parametrize("service", REFUSED, ids=lambda s: s.name)

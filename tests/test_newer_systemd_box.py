@@ -58,6 +58,30 @@ def test_pid_and_cgroup_namespaces(box: SystemdBox, cleanup: list[str]) -> None:
         assert any(line.endswith("/sandbox-selfview.service") for line in seen["cgroup"].splitlines())
 
 
+@pytest.mark.systemd("257")
+def test_init_passes_the_stop_on_to_a_program_of_another_user(box: SystemdBox, cleanup: list[str]) -> None:
+    """The launcher as PID 1 keeps CAP_KILL: it can signal its program after that switched users.  With
+    KillMode=mixed systemd signals the main process only, so the stop depends on it."""
+    unit = "otheruser.service"
+    box.write_file(
+        f"/etc/systemd/system/{unit}",
+        "[Service]\nUser=nobody\nKillMode=mixed\nEnvironmentFile=-/etc/default/otheruser\n"
+        "ExecStart=/usr/bin/sleep 1000\n",
+    )
+    box.write_file("/etc/default/otheruser", "A=1\n")
+    box.run(["systemctl", "daemon-reload"])
+    cleanup.append("otheruser")
+    try:
+        cli(box, "create", "otheruser", "--unit", unit, "--now")
+        began = time.monotonic()
+        box.run(["systemctl", "stop", "sandbox-otheruser.service"])
+        assert time.monotonic() - began < 10
+        assert show(box, "sandbox-otheruser.service", "Result") == "success"
+    finally:
+        box.run(["rm", "-f", f"/etc/systemd/system/{unit}", "/etc/default/otheruser"])
+        box.run(["systemctl", "daemon-reload"])
+
+
 def test_forking_daemon_keeps_the_hosts_pid_namespace(box: SystemdBox, cleanup: list[str]) -> None:
     cleanup.append("forkweb")
     _rc, out, _err = cli(box, "create", "forkweb", "--unit", "nginx.service")

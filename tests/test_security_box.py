@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from sandbox_service.render import ROOT_RELATIVE, inside_root
 from tests.box import SystemdBox
 from tests.sandboxcli import BASE, UNIT_DIR, cli, show
 
@@ -112,7 +113,10 @@ def test_every_profile_renders_only_directives_systemd_knows(box: SystemdBox) ->
                 if before_257 and (d["key"], d["value"]) in NEWER_THAN_252:
                     assert f"{d['key']}={d['value']}" not in text  # left out: unknown to this systemd
                     continue
-                assert f"{d['key']}={d['value']}" in text
+                value = d["value"]
+                if d["key"] in ROOT_RELATIVE:  # paths of the sandbox's root, as systemd must be told
+                    value = " ".join(inside_root(p) for p in value.split())
+                assert f"{d['key']}={value}" in text
             # what the launcher takes over: its own entry set on the host, the service's set inside
             assert f"User=sb-{sb}\n" in text
             ambient = next(line for line in text.splitlines() if line.startswith("AmbientCapabilities="))

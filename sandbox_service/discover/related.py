@@ -154,7 +154,13 @@ def dependency_conffiles(pm: PackageManager, root: Path, packages: tuple[str, ..
     out = []
     for pkg in sorted(seen - set(packages)):
         skip = (*_SCRIPT_NEVER, *_HOUSEKEEPING)
-        out += [p for p in conffiles[pkg] if not any(p == n or p.startswith(n + "/") for n in skip)]
+        out += [
+            p
+            for p in conffiles[pkg]
+            # dpkg keeps listing a conffile the admin deleted (or an obsolete one)
+            if not any(p == n or p.startswith(n + "/") for n in skip)
+            and os.path.lexists(root / p.lstrip("/"))
+        ]
     return tuple(out)
 
 

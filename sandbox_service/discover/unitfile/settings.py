@@ -99,6 +99,7 @@ class _Service:
     restart_usec: int | None = None
     remain_after_exit: bool = False
     permissions_start_only: bool = False
+    source_path: str = ""
     directories: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in _DIRECTORY_KEYS})
     read_write_paths: list[str] = field(default_factory=list)
     dynamic_user: bool = False
@@ -160,6 +161,10 @@ def _set_parsed(attr: str, parse: Callable[[str], object]) -> _Handler:
 
 def _handle_description(svc: _Service, key: str, value: str, ctx: _Ctx) -> None:
     svc.description = ctx.spec.expand(value)
+
+
+def _handle_source_path(svc: _Service, key: str, value: str, ctx: _Ctx) -> None:
+    svc.source_path = ctx.spec.expand(value)
 
 
 def _handle_success_action(svc: _Service, key: str, value: str, ctx: _Ctx) -> None:
@@ -406,6 +411,7 @@ _IMPLIED_CAP_DROPS = {
 _HANDLERS: dict[tuple[str, str], _Handler] = {
     ("Unit", "Description"): _handle_description,
     ("Unit", "SuccessAction"): _handle_success_action,
+    ("Unit", "SourcePath"): _handle_source_path,
     **{("Service", k): _handle_exec for k in _EXEC_KEYS},
     ("Service", "Type"): _set_choice("type", _SERVICE_TYPES),
     ("Service", "PIDFile"): _handle_pid_file,
@@ -548,6 +554,7 @@ def _settings(
         restart_usec=svc.restart_usec,
         remain_after_exit=svc.remain_after_exit,
         permissions_start_only=svc.permissions_start_only,
+        source_path=svc.source_path,
         state_directories=dirs["StateDirectory"],
         runtime_directories=dirs["RuntimeDirectory"],
         logs_directories=dirs["LogsDirectory"],
