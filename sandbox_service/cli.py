@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from dataclasses import asdict
@@ -12,14 +13,12 @@ from typing import Any, Optional
 import typer
 import typer.core
 
-from . import __version__, control
-from .create import CreateRequest, create, plan
-from .errors import SandboxError
-from .install import ensure_root
-from .network.model import parse as parse_network
+from . import __version__
+from .errors import InvalidInput, SandboxError
 from .paths import Layout
-from .spec import Limits, SELinuxMode
-from .systemd import Systemd, systemd_running
+
+# Modules are imported by the commands that need them, not here: `--help`, `list` and `status` start in
+# a fraction of the time `create` needs to load its discovery, rendering and copying (bench/README).
 
 # Help is formatted by click, plain (rich_markup_mode=None below), with every typer.  Before 0.9 (Debian
 # 12 has 0.7) typer used rich whenever it was installed, whatever the markup mode said; this is its switch.
@@ -57,7 +56,21 @@ def _layout() -> Layout:
 
 
 def _need_root() -> None:
-    ensure_root()
+    if os.geteuid() != 0:
+        from .errors import PermissionDenied
+
+        raise PermissionDenied("this command must be run as root", "run it with sudo")
+
+
+SELINUX_MODES = ("auto", "enabled", "disabled")
+
+
+def _selinux_mode(value: str) -> Any:
+    from .spec import SELinuxMode
+
+    if value not in SELINUX_MODES:
+        raise InvalidInput(f"--selinux {value!r} is not one of {', '.join(SELINUX_MODES)}")
+    return SELinuxMode(value)
 
 
 def _print_json(data: Any) -> None:
@@ -141,9 +154,8 @@ def create_cmd(
     chroot: Optional[str] = typer.Option(
         None, "--chroot", help="Run in this tree instead of a private root sharing /usr.", metavar="DIR"
     ),
-    selinux: SELinuxMode = typer.Option(
-        # the value, not the member: typer 0.7 compares a default with the choices as text
-        SELinuxMode.AUTO.value,
+    selinux: str = typer.Option(
+        "auto",
         "--selinux",
         help="SELinux labelling.",
         metavar="auto|enabled|disabled",
@@ -209,6 +221,11 @@ def create_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable result."),
 ) -> None:
     """Create a sandbox from a host unit (--unit) or from a command (after --)."""
+    from .create import CreateRequest, create, plan
+    from .network.model import parse as parse_network
+    from .spec import Limits
+    from .systemd import Systemd, systemd_running
+
     cmd = tuple(command or ())
     req = CreateRequest(
         name=name,
@@ -220,7 +237,7 @@ def create_cmd(
         copies=tuple(copy or ()),
         limits=Limits(memory, cpu_quota, cpu_weight, io_weight, tasks_max, run_size),
         chroot=chroot,
-        selinux=selinux,
+        selinux=_selinux_mode(selinux),
         description=description,
         network=parse_network(network, publish or (), allow_ip or (), deny_ip or ()),
         profile=profile,
@@ -317,6 +334,8 @@ def execute_cmd(
     """Run a command inside a running sandbox: same root, mounts, network, IPC, seccomp filter, \
 capabilities, SELinux label and slice as its service. Prints its output, exits with its status."""
     _need_root()
+    from . import control
+
     raise typer.Exit(control.execute(_layout(), name, tuple(command), interactive=False))
 
 
@@ -327,6 +346,8 @@ def connect_cmd(
 ) -> None:
     """Open an interactive shell inside a running sandbox (as execute does, on a terminal)."""
     _need_root()
+    from . import control
+
     raise typer.Exit(control.execute(_layout(), name, (shell,), interactive=True))
 
 
@@ -354,6 +375,8 @@ def enable_cmd(
 ) -> None:
     """Start sandboxes at boot (wanted by sandbox.target). Works offline with --root."""
     _need_root()
+    from . import control
+
     online = control.set_enabled(_layout(), names, True)
     if not online:
         typer.echo("systemd is not running here: the sandboxes will start at the next boot.")
@@ -365,6 +388,8 @@ def disable_cmd(
 ) -> None:
     """Stop starting sandboxes at boot (a running one keeps running). Works offline with --root."""
     _need_root()
+    from . import control
+
     control.set_enabled(_layout(), names, False)
 
 
@@ -372,6 +397,8 @@ def disable_cmd(
 def start_cmd(names: list[str] = typer.Argument(..., help="Sandboxes to start.", metavar="NAME")) -> None:
     """Start sandboxes and wait until they run (same as systemctl start sandbox-NAME)."""
     _need_root()
+    from . import control
+
     control.start(_layout(), names)
 
 
@@ -379,6 +406,8 @@ def start_cmd(names: list[str] = typer.Argument(..., help="Sandboxes to start.",
 def stop_cmd(names: list[str] = typer.Argument(..., help="Sandboxes to stop.", metavar="NAME")) -> None:
     """Stop sandboxes and wait until they stopped."""
     _need_root()
+    from . import control
+
     control.stop(_layout(), names)
 
 
@@ -386,6 +415,8 @@ def stop_cmd(names: list[str] = typer.Argument(..., help="Sandboxes to stop.", m
 def restart_cmd(names: list[str] = typer.Argument(..., help="Sandboxes to restart.", metavar="NAME")) -> None:
     """Restart sandboxes."""
     _need_root()
+    from . import control
+
     control.restart(_layout(), names)
 
 
@@ -395,6 +426,8 @@ def reload_cmd(
 ) -> None:
     """Reload the service inside a sandbox (its ExecReload=)."""
     _need_root()
+    from . import control
+
     control.reload(_layout(), name)
 
 
@@ -411,10 +444,17 @@ def _size(n: int | None) -> str:
 @app.command("status")
 def status_cmd(
     name: str = typer.Argument(..., help="Sandbox name.", metavar="NAME"),
+    exposure: bool = typer.Option(
+        False,
+        "--exposure",
+        help="Also score the unit with systemd-analyze security (takes about half a second).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """State, main PID, memory, tasks, slice and paths of a sandbox."""
-    st = control.status(_layout(), name)
+    """State, main PID, memory, tasks, slice and paths of a sandbox (and with --exposure its score)."""
+    from .views import status
+
+    st = status(_layout(), name, with_exposure=exposure)
     if as_json:
         _print_json(asdict(st))
         return
@@ -427,9 +467,13 @@ def status_cmd(
         ("Tasks", str(st.tasks) if st.tasks is not None else "-"),
         ("Slice", st.slice),
         ("Network", st.network),
+        ("IPC", "private" if st.private_ipc else "the host's (profile sets PrivateIPC=no)"),
         ("SELinux", st.selinux_context or "not labelled"),
         ("Profile", st.profile),
-        ("Exposure", f"{st.exposure} (systemd-analyze security)" if st.exposure is not None else "-"),
+    ]
+    if st.exposure is not None:
+        rows.append(("Exposure", f"{st.exposure} (systemd-analyze security)"))
+    rows += [
         ("Unit file", st.unit_file),
         ("Sandbox dir", st.sandbox_dir),
         ("Root", st.root_directory),
@@ -443,13 +487,73 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """All sandboxes with their state (one D-Bus call)."""
-    entries = control.list_sandboxes(_layout())
+    from .views import list_sandboxes
+
+    entries = list_sandboxes(_layout())
     if as_json:
         _print_json([asdict(e) for e in entries])
         return
-    typer.echo(f"{'NAME':<20} {'KIND':<8} {'STATE':<10} {'SUB':<10} SOURCE")
-    for e in entries:
-        typer.echo(f"{e.name:<20} {e.kind:<8} {e.active_state:<10} {e.sub_state:<10} {e.source_unit or '-'}")
+    lines = [f"{'NAME':<20} {'KIND':<8} {'STATE':<10} {'SUB':<10} SOURCE"]
+    lines += [
+        f"{e.name:<20} {e.kind:<8} {e.active_state:<10} {e.sub_state:<10} {e.source_unit or '-'}"
+        for e in entries
+    ]
+    typer.echo("\n".join(lines))  # one write: thousands of sandboxes print at once
+
+
+@app.command("limits")
+def limits_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """How many more sandboxes this host can run, and which of its limits decides (PID 1's open files,
+    mounts, namespaces). start, create --now and apply check the same before they start anything."""
+    from . import hostlimits
+
+    _need_root()  # PID 1's descriptors are visible to root only
+    if _State.root != Path("/"):
+        raise InvalidInput("limits are those of the running system", "drop --root")
+    from .systemd import Systemd, systemd_running
+
+    if systemd_running():
+        with Systemd() as sd:
+            version = sd.version()
+    else:
+        from .discover.host import systemd_version
+
+        version = systemd_version(Path("/"))
+    limits = hostlimits.host_limits(count_namespaces=True)
+    kinds = {
+        "default": hostlimits.cost(True, True, 0, version),
+        "dense": hostlimits.cost(True, False, 0, version),
+    }
+    rooms = {k: hostlimits.room(limits, c) for k, c in kinds.items()}
+    if as_json:
+        _print_json(
+            {
+                "systemd_version": version,
+                "limits": [
+                    {**asdict(lim), "left": lim.left, "reserved": lim.limit - lim.in_use - lim.left}
+                    for lim in limits
+                ],
+                "per_sandbox": {k: asdict(c) for k, c in kinds.items()},
+                "room": {
+                    k: {"sandboxes": n, "bound_by": b.key if b else None} for k, (n, b) in rooms.items()
+                },
+            }
+        )
+        return
+    typer.echo(f"{'LIMIT':<52} {'VALUE':>10} {'IN USE':>8} {'LEFT':>10}")
+    for lim in limits:
+        typer.echo(f"{lim.what:<52} {lim.limit:>10} {lim.in_use:>8} {lim.left:>10}")
+    typer.echo("")
+    for k, (n, bound) in rooms.items():
+        c = kinds[k]
+        typer.echo(
+            f"About {n} more sandboxes with the profile {k!r} can start "
+            f"({c.descriptors} descriptors of PID 1 each, systemd {version})"
+            + (f"; the limit: {bound.what}." if bound else ".")
+        )
+    typer.echo("Each published port takes one descriptor more; namespaces counted as seen from here.")
 
 
 @app.command("logs")
@@ -461,6 +565,7 @@ def logs_cmd(
     ),
 ) -> None:
     """The journal of a sandbox's units."""
+    from . import control
     from .journal import show
 
     control.load_spec(_layout(), name)
@@ -476,6 +581,8 @@ def delete_cmd(
 ) -> None:
     """Stop, disable and remove sandboxes (units, and their directory unless --keep-data)."""
     _need_root()
+    from . import control
+
     control.delete(_layout(), names, keep_data)
     for n in names:
         typer.echo(f"Deleted sandbox {n}.")

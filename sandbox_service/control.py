@@ -10,54 +10,20 @@ import contextlib
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from . import identity, render, selinux, specfile
 from .errors import InvalidInput, JobFailed, NotFound
-from .exposure import exposure
 from .install import Transaction, enable_offline, remove_enable_links, remove_units
 from .journal import tail
-from .network.model import describe as describe_network
 from .network.units import publish_units
-from .paths import SPEC_FILE_NAME, Layout, runtime_dir_path, service_unit, slice_unit, unit_base
+from .paths import SPEC_FILE_NAME, Layout, runtime_dir_path, service_unit, slice_unit
 from .run import run_interactive
 from .spec import SandboxSpec, check_name
 from .systemd import Systemd, systemd_running
 from .tree import remove_tree
-
-
-@dataclass(frozen=True)
-class SandboxStatus:
-    name: str
-    kind: str
-    source_unit: str | None
-    unit: str
-    active_state: str
-    sub_state: str
-    result: str
-    main_pid: int
-    memory_bytes: int | None
-    tasks: int | None
-    slice: str
-    unit_file: str
-    unit_file_state: str
-    sandbox_dir: str
-    root_directory: str
-    network: str
-    selinux_context: str | None
-    profile: str
-    exposure: float | None  # systemd-analyze security's score, 0 (tight) to 10 (exposed)
-
-
-@dataclass(frozen=True)
-class ListEntry:
-    name: str
-    kind: str
-    source_unit: str | None
-    active_state: str
-    sub_state: str
 
 
 def load_spec(layout: Layout, name: str) -> SandboxSpec:
@@ -68,12 +34,7 @@ def load_spec(layout: Layout, name: str) -> SandboxSpec:
     if not path.exists():
         raise NotFound(f"no sandbox named {name!r}", "list the sandboxes with: sandbox-service list")
     spec = specfile.load(path)
-    if spec.name != name:
-        raise InvalidInput(
-            f"{path} names sandbox {spec.name!r}, but it lies in the directory of {name!r}",
-            "the directory name is the sandbox's identity; do not copy sandbox directories by hand "
-            "(use: sandbox-service clone)",
-        )
+    identity.verify_name(path, name, spec.name)
     if spec.id_base is not None:
         identity.verify_range(layout, name, spec.id_base)
     return spec
@@ -104,10 +65,30 @@ def units_to_wait_for(spec: SandboxSpec) -> list[str]:
     return [service_unit(spec.name), *sockets]
 
 
+RUNNING_STATES = ("active", "activating", "reloading")
+
+
+def check_room(sd: Systemd, specs: Sequence[SandboxSpec]) -> None:
+    """Refuse to start these sandboxes when a limit of the host would stop some of them halfway
+    (hostlimits); those running already cost nothing more."""
+    from . import hostlimits
+
+    if not specs:
+        return
+    units = sd.list_units([service_unit(s.name) for s in specs])
+    running = {u.name for u in units if u.active_state in RUNNING_STATES}
+    version = sd.version()
+    hostlimits.check_room(
+        [hostlimits.spec_cost(s, version) for s in specs if service_unit(s.name) not in running]
+    )
+
+
 def _control(layout: Layout, names: Sequence[str], verb: Literal["start", "stop", "restart"]) -> None:
     specs = [load_spec(layout, n) for n in names]
     units = [u for s in specs for u in (units_to_wait_for(s) if verb != "stop" else [service_unit(s.name)])]
     with Systemd() as sd:
+        if verb != "stop":
+            check_room(sd, specs)
         run_job(sd, verb, units)
 
 
@@ -132,55 +113,6 @@ def reload(layout: Layout, name: str) -> None:
         )
     with Systemd() as sd:
         run_job(sd, "reload_unit", [service_unit(name)])
-
-
-def status(layout: Layout, name: str) -> SandboxStatus:
-    spec = load_spec(layout, name)
-    with Systemd() as sd:
-        st = sd.service_status(service_unit(name))
-    return SandboxStatus(
-        name=name,
-        kind=spec.kind.value,
-        source_unit=spec.source_unit,
-        unit=st.name,
-        active_state=st.active_state,
-        sub_state=st.sub_state,
-        result=st.result,
-        main_pid=st.main_pid,
-        memory_bytes=st.memory_current,
-        tasks=st.tasks_current,
-        slice=st.slice or slice_unit(name),
-        unit_file=st.fragment_path or str(layout.unit_dir / service_unit(name)),
-        unit_file_state=st.unit_file_state,
-        sandbox_dir=str(layout.sandbox_dir(name)),
-        root_directory=render.service_view(spec).root_directory,
-        network=describe_network(spec.network),
-        selinux_context=selinux.process_context(spec.selinux_level) if spec.selinux_level else None,
-        profile=spec.security.profile,
-        exposure=exposure(service_unit(name))[0] if st.load_state == "loaded" else None,
-    )
-
-
-def list_sandboxes(layout: Layout) -> list[ListEntry]:
-    """Every sandbox on disk, with unit states from a single D-Bus call."""
-    specs = [load_spec(layout, n) for n in sandbox_names(layout)]
-    states = {}
-    if specs and systemd_running():
-        with Systemd() as sd:
-            states = {u.name: u for u in sd.list_units([f"{unit_base(s.name)}.service" for s in specs])}
-    out = []
-    for s in specs:
-        u = states.get(service_unit(s.name))
-        out.append(
-            ListEntry(
-                s.name,
-                s.kind.value,
-                s.source_unit,
-                u.active_state if u else "inactive",
-                u.sub_state if u else "dead",
-            )
-        )
-    return out
 
 
 def delete(layout: Layout, names: Sequence[str], keep_data: bool = False) -> list[Path]:

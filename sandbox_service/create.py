@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from . import fswalk, identity, isolation, render, security, selinux, specfile, tree
-from .control import run_job, sandbox_names, units_to_wait_for
+from .control import check_room, run_job, sandbox_names, units_to_wait_for
 from .discover import host as host_discovery
 from .discover import packages, unitnames
 from .discover.unit import service_def_from_settings, unit_name_for, with_overrides
@@ -176,7 +176,7 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
         readonly_binds=() if req.chroot else hostinfo.readonly_binds,
         enabled=req.enable,
         network=req.network,
-        security=replace(chosen, directives=resolved.directives),
+        security=resolved.applied_to(chosen),
         user=req.user,
         group=req.group,
         # provisional (what --dry-run shows): _apply takes the range for real
@@ -211,6 +211,8 @@ def create(req: CreateRequest, layout: Layout) -> Created:
         if req.exist_ok and layout.spec_file(req.name).is_file():
             return _finish_existing(req, layout, sd)
         p = plan(req, layout, sd)
+        if req.now and sd is not None:
+            check_room(sd, [p.spec])  # before anything is made: refused, the sandbox is not half made
         return _apply(p, req, layout, sd)
     finally:
         if sd is not None:

@@ -92,3 +92,9 @@ class TooExposed(SandboxError):
     """The sandbox's exposure score is above what --max-exposure allows."""
 
     exit_code = 13
+
+
+class LimitReached(SandboxError):
+    """Starting the sandboxes would exceed a limit of the host (PID 1's descriptors, mounts, namespaces)."""
+
+    exit_code = 14

@@ -8,7 +8,7 @@ The result is stored in the spec, so re-rendering never depends on profile files
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import directives
@@ -43,6 +43,12 @@ SERVICE_FAMILIES = "AF_UNIX AF_INET AF_INET6"
 
 # Values a profile may leave for create to derive from the wrapped service (resolve()).
 PLACEHOLDERS = {"CapabilityBoundingSet": "@wrapped", "RestrictAddressFamilies": "@service"}
+# Namespaces every sandbox has that a profile may give up for density, yes or no (default yes).  Their
+# choice goes into the spec as a flag of Security (named here), not as a directive: a spec's directives
+# only harden.
+NAMESPACE_CHOICES = {"PrivateIPC": "private_ipc"}
+_YES = ("yes", "true", "on", "1")
+_NO = ("no", "false", "off", "0")
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,10 @@ class ProfileLine:
 
     def __post_init__(self) -> None:
         check_text(f"value of {self.key}", self.value)
-        if PLACEHOLDERS.get(self.key) != self.value:
+        if self.key in NAMESPACE_CHOICES:
+            if self.value not in (*_YES, *_NO):
+                raise InvalidInput(f"{self.key}={self.value}: give yes or no")
+        elif PLACEHOLDERS.get(self.key) != self.value:
             directives.check_value(self.key, self.value)
 
 
@@ -69,6 +78,11 @@ class Profile:
 class Resolved:
     directives: tuple[Directive, ...]
     dropped: tuple[Directive, ...]  # newer than the target's systemd
+    private_ipc: bool = True  # the profile's PrivateIPC= (NAMESPACE_CHOICES)
+
+    def applied_to(self, chosen: Security) -> Security:
+        """The admin's choice with what it resolved to, as the spec stores it."""
+        return replace(chosen, directives=self.directives, private_ipc=self.private_ipc)
 
 
 def caps_from_mask(mask: int) -> tuple[str, ...]:
@@ -146,8 +160,11 @@ def resolve(
     private_users: bool | None = None,
 ) -> Resolved:
     items = []
+    private_ipc = True
     for d in profile.directives:
-        if d.value == "@wrapped":
+        if d.key == "PrivateIPC":
+            private_ipc = d.value in _YES
+        elif d.value == "@wrapped":
             items.append(Directive(d.key, " ".join(needed_capabilities(service))))
         elif d.value == "@service":
             items.append(Directive(d.key, SERVICE_FAMILIES))
@@ -160,7 +177,7 @@ def resolve(
                 items.append(Directive(key, "yes"))
     kept = tuple(d for d in items if directives.min_version(d.key, d.value) <= systemd_version)
     dropped = tuple(d for d in items if d not in kept)
-    return Resolved(kept, dropped)
+    return Resolved(kept, dropped, private_ipc)
 
 
 def settle(chosen: Security, service: ServiceDef, systemd_version: int, admin_dir: Path) -> Resolved:

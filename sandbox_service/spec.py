@@ -289,6 +289,11 @@ class Security:
     ``user_namespace`` is the isolation model: True (the default of every shipped profile) runs the
     sandbox's root as the sandbox's own unprivileged host IDs, in a user namespace of its own; False runs
     it as the host's root, as the wrapped unit would (weaker, for services that need host privileges).
+
+    ``private_ipc`` is the profile's ``PrivateIPC=`` (default yes): an IPC namespace of the sandbox's
+    own.  A profile may give it up (``PrivateIPC=no``) for density: systemd keeps two descriptors per
+    running sandbox for it, and its own descriptor limit bounds how many sandboxes can run.  Recorded as a
+    flag, not a directive, since a spec's directives may only harden.
     """
 
     profile: str = "default"
@@ -296,6 +301,7 @@ class Security:
     private_users: bool | None = None
     directives: tuple[Directive, ...] = ()
     user_namespace: bool = True
+    private_ipc: bool = True
 
     def __post_init__(self) -> None:
         if not _PROFILE_RE.fullmatch(self.profile):

@@ -196,6 +196,16 @@ class Systemd:
     def reload(self) -> None:
         self._manager(b"Reload")
 
+    def version(self) -> int:
+        """The running systemd's version number ("252.39-1~deb12u1" is 252)."""
+        value = _s(self._call(MANAGER_PATH, PROPS_IFACE, b"Get", b"ss", [MANAGER_IFACE, b"Version"]))
+        digits = ""
+        for ch in value:
+            if not ch.isdigit():
+                break
+            digits += ch
+        return int(digits or 0)
+
     def enable(self, unit_files: Sequence[str]) -> None:
         if unit_files:
             self._manager(b"EnableUnitFiles", b"asbb", [u.encode() for u in unit_files], False, True)

@@ -100,9 +100,7 @@ def _plan_one(layout: Layout, spec: SandboxSpec, sd: Systemd | None) -> _Planned
             service = with_overrides(_reread_service(spec, spec.source_unit, sd), spec.user, spec.group)
             version = host_discovery.systemd_version(layout.root)
             settled = security.settle(spec.security, service, version, layout.host(security.ADMIN_PROFILES))
-            new_spec = replace(
-                spec, service=service, security=replace(spec.security, directives=settled.directives)
-            )
+            new_spec = replace(spec, service=service, security=settled.applied_to(spec.security))
     changes = tuple(
         f.name
         for f in fields(ServiceDef)
@@ -145,7 +143,7 @@ def _service_notes(old: SandboxSpec, new: SandboxSpec, changes: tuple[str, ...])
                 f"{new.source_unit} now runs with {key.capitalize()}={getattr(new.service, key) or '(none)'} "
                 f"(was {getattr(old.service, key) or '(none)'})"
             )
-    if old.security.directives != new.security.directives:
+    if old.security != new.security:
         notes.append(
             f"security profile {new.security.profile!r} resolved anew for the changed service "
             "(see the unit for its directives)"
