@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
-from . import fswalk, identity, isolation, render, security, selinux, specfile, tree
-from .control import check_room, run_job, sandbox_names, units_to_wait_for
+from . import fswalk, identity, index, isolation, render, security, selinux, specfile, tree
+from .control import check_room, run_job, units_to_wait_for
 from .discover import host as host_discovery
 from .discover import packages, unitnames
 from .discover.unit import service_def_from_settings, unit_name_for, with_overrides
@@ -86,7 +87,15 @@ class Created:
     notes: tuple[str, ...]
 
 
-def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existing: bool = False) -> Plan:
+def plan(
+    req: CreateRequest,
+    layout: Layout,
+    sd: Systemd | None,
+    *,
+    allow_existing: bool = False,
+    others: Sequence[network_checks.Neighbour] | None = None,
+) -> Plan:
+    """What create would do; `others`: the sandboxes to check against (default: those on disk)."""
     name = check_name(req.name)
     if not allow_existing:
         refuse_existing(layout, name)
@@ -187,7 +196,8 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
             f"{isolation.PYTHON} is missing: sandboxes run their commands through a Python launcher",
             "install python3 (the distribution's package), or create the sandbox with --no-user-namespace",
         )
-    others = [specfile.load(layout.spec_file(n)) for n in sandbox_names(layout) if n != name]
+    if others is None:
+        others = index.summaries(layout)  # not every spec parsed: thousands of them take seconds
     network_checks.check_host(spec, others, layout)
     if spec.service.pid_file:
         notes.append(

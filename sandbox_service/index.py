@@ -11,14 +11,18 @@ the cache file when it found stale entries; anyone else just reads.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .paths import SPEC_FILE_NAME, Layout
+
+if TYPE_CHECKING:
+    from .network.model import NetworkSpec
 
 INDEX_NAME = ".index.json"
 _VERSION = 1
@@ -35,12 +39,25 @@ class Summary:
     id_base: int | None
     network_data: dict[str, Any]
 
-    @property
-    def network(self) -> Any:  # NetworkSpec: decoded only when a check asks for it
+    @functools.cached_property
+    def network(self) -> NetworkSpec:
+        """Decoded only when a check asks for it (most sandboxes have the default: no decoding)."""
         from .network.model import NetworkSpec
         from .specfile import from_data
 
-        return from_data(NetworkSpec, self.network_data, f"index entry of {self.name}.network")
+        if self.network_data == _default_network_data():
+            return NetworkSpec()
+        spec: NetworkSpec = from_data(NetworkSpec, self.network_data, f"index entry of {self.name}.network")
+        return spec
+
+
+@functools.cache
+def _default_network_data() -> dict[str, Any]:
+    from .network.model import NetworkSpec
+    from .specfile import to_data
+
+    data: dict[str, Any] = to_data(NetworkSpec())
+    return data
 
 
 def _stamp(st: os.stat_result) -> list[int]:
