@@ -588,6 +588,181 @@ def delete_cmd(
         typer.echo(f"Deleted sandbox {n}.")
 
 
+SHOWN_PER_RESULT = 20  # sandboxes named one by one per kind of result; the rest are counted
+
+
+class _ProgressBar:
+    """A progress line on a terminal (stderr), redrawn at most ten times a second."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.last = 0.0
+        self.phase = ""
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < 0.1 and done < total and phase == self.phase):
+            return
+        self.last, self.phase = now, phase
+        width = 30
+        filled = width * done // max(total, 1)
+        sys.stderr.write(f"\r{phase:<9} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+@app.command(
+    "apply",
+    epilog=(
+        "Examples:\n\n"
+        "sandbox-service apply sandboxes.yaml --dry-run    # the plan; nothing is changed\n\n"
+        "sandbox-service apply /etc/sandbox-service/apply.d --prune"
+    ),
+)
+def apply_cmd(
+    path: Path = typer.Argument(
+        ..., help="An apply document, or a directory of them (*.yaml, *.yml).", metavar="FILE|DIR"
+    ),
+    prune: bool = typer.Option(
+        False,
+        "--prune",
+        help="Delete the sandboxes apply made for the documents' groups that they no longer list.",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; change nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable summary."),
+) -> None:
+    """Make the sandboxes what the documents list: create what is missing, update what changed (as \
+upgrade does), leave what is equal alone, start what should run.
+
+One daemon-reload for the whole run; start jobs are enqueued together and waited for together. A \
+sandbox that fails does not stop the others; the summary says which failed and why. Documents use \
+the keys of sandbox.yaml (see sandbox-service.yaml(5)), and started: true|false."""
+    import time
+
+    from .apply.document import load
+    from .apply.perform import perform
+    from .apply.plan import plan_apply
+    from .errors import ApplyIncomplete
+    from .systemd import Systemd, systemd_running
+
+    if not dry_run:
+        _need_root()
+    layout = _layout()
+    docs = load(path)
+    online = layout.root == Path("/") and systemd_running()
+    began = time.monotonic()
+    sd = Systemd() if online else None
+    try:
+        plan = plan_apply(layout, docs, sd, prune=prune)
+        planned_in = time.monotonic() - began
+        if dry_run:
+            _print_plan(plan, as_json)
+            return
+        result = perform(layout, plan, sd, progress=None if as_json else _ProgressBar())
+    finally:
+        if sd is not None:
+            sd.__exit__(None, None, None)
+    result.seconds = {"plan": planned_in, **result.seconds}
+    counts = {r: sum(1 for o in result.outcomes if o.result == r) for r in _RESULTS}
+    if as_json:
+        _print_json(
+            {
+                "online": result.online,
+                "reloaded": result.reloaded,
+                "counts": counts,
+                "started": sum(o.started for o in result.outcomes),
+                "restarted": sum(o.restarted for o in result.outcomes),
+                "stopped": sum(o.stopped for o in result.outcomes),
+                "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
+                "sandboxes": [asdict(o) for o in result.outcomes],
+            }
+        )
+    else:
+        for r in ("created", "updated", "deleted"):
+            done = [o for o in result.outcomes if o.result == r]
+            for o in done[:SHOWN_PER_RESULT]:
+                extra = f" ({', '.join(o.changes)})" if o.changes else ""
+                typer.echo(f"{r} {o.name}{extra}")
+            if len(done) > SHOWN_PER_RESULT:
+                typer.echo(f"{r} {len(done) - SHOWN_PER_RESULT} more")
+        for o in result.failed:
+            kept = " (kept: what apply did to it stays)" if o.kept else ""
+            typer.echo(f"failed {o.name}: {o.error}{kept}")
+            if o.hint:
+                typer.echo(f"  hint: {o.hint}")
+            for line in o.journal:
+                typer.echo(f"  {line}")
+        summary = ", ".join(f"{n} {r}" for r, n in counts.items())
+        runs = [
+            f"{sum(getattr(o, k) for o in result.outcomes)} {k}" for k in ("started", "restarted", "stopped")
+        ]
+        reload_text = "1 daemon-reload" if result.reloaded else "no daemon-reload"
+        typer.echo(f"{summary}; {', '.join(runs)}; {reload_text}.")
+        if not result.online:
+            typer.echo("systemd is not running here: files only; nothing was started or stopped.")
+    if result.failed:
+        raise ApplyIncomplete(
+            f"{len(result.failed)} of {len(result.outcomes)} sandboxes failed",
+            "see above for each; fix the document or the host and apply again",
+        )
+
+
+_RESULTS = ("created", "updated", "unchanged", "deleted", "failed")
+
+
+def _print_plan(plan: Any, as_json: bool) -> None:
+    from .apply.plan import Verb
+
+    if as_json:
+        _print_json(
+            {
+                "online": plan.online,
+                "groups": list(plan.groups),
+                "sandboxes": [
+                    {
+                        "name": a.name,
+                        "action": a.verb.value,
+                        "where": a.where,
+                        "changes": list(a.changes),
+                        "start": a.start,
+                        "stop": a.stop,
+                        "restart": a.restart,
+                        "enable": a.enable,
+                        "error": a.error.message if a.error else None,
+                        "hint": a.error.hint if a.error else None,
+                    }
+                    for a in plan.actions
+                ],
+            }
+        )
+        return
+    for a in plan.actions:
+        if a.error is not None:
+            typer.echo(f"error     {a.name}: {a.error.message}")
+            if a.error.hint:
+                typer.echo(f"          hint: {a.error.hint}")
+            continue
+        extra = []
+        if a.changes:
+            extra.append(", ".join(a.changes))
+        for flag in ("start", "stop", "restart"):
+            if getattr(a, flag):
+                extra.append(flag)
+        if a.enable is not None:
+            extra.append("enable" if a.enable else "disable")
+        typer.echo(f"{a.verb.value:<9} {a.name}" + (f" ({'; '.join(extra)})" if extra else ""))
+    counts = ", ".join(
+        f"{plan.count(v)} to {v.value}" if v is not Verb.KEEP else f"{plan.count(v)} unchanged" for v in Verb
+    )
+    errors = sum(1 for a in plan.actions if a.error)
+    typer.echo(
+        f"Plan: {counts}" + (f", {errors} with errors" if errors else "") + ". Dry run: nothing was changed."
+    )
+
+
 @app.command(
     "upgrade",
     epilog=(

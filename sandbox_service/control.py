@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal
 
 from . import identity, render, selinux, specfile
@@ -118,51 +118,68 @@ def reload(layout: Layout, name: str) -> None:
 def delete(layout: Layout, names: Sequence[str], keep_data: bool = False) -> list[Path]:
     """Stop, disable and remove units, reload once, then remove the sandbox directories."""
     specs = [load_spec(layout, n) for n in names]
-    unit_paths: dict[str, list[PurePosixPath]] = {}
-    for s in specs:
-        unit_paths[s.name] = [p for p in render.render(s) if p.name not in render.STATIC_UNITS]
     online = layout.root == Path("/") and systemd_running()
     removed: list[Path] = []
     if online:
         with Systemd() as sd:
-            services = [service_unit(s.name) for s in specs]
-            # stopping the slice too unloads it; everything of the sandbox runs inside it.  A sandbox
-            # whose units are gone already (delete --keep-data, then delete: a package's purge) has
-            # nothing to stop or disable, and systemd refuses to stop a unit it cannot load.
-            in_memory = {u.name: u for u in sd.list_units(services + [slice_unit(s.name) for s in specs])}
-            to_stop = [
-                name
-                for name, u in in_memory.items()
-                if u.load_state == "loaded" or u.active_state not in ("inactive", "failed")
-            ]
-            if to_stop:
-                run_job(sd, "stop", to_stop)
-            sd.disable([svc for svc in services if os.path.lexists(layout.unit_dir / svc)])
+            stop_and_disable(sd, layout, specs)
             for s in specs:
-                removed += remove_units(layout, unit_paths[s.name], s.name)
+                removed += remove_sandbox_units(layout, s)
             sd.reload()
-            for svc in services:
-                sd.reset_failed(svc)
+            for s in specs:
+                sd.reset_failed(service_unit(s.name))
     else:
         for s in specs:
             remove_enable_links(layout, service_unit(s.name))
-            removed += remove_units(layout, unit_paths[s.name], s.name)
+            removed += remove_sandbox_units(layout, s)
     if not keep_data:
-        registry = selinux.McsRegistry(layout.mcs_registry)
-        ids = identity.registry_for(layout)
         for s in specs:
-            remove_tree(layout.sandbox_dir(s.name))
-            removed.append(layout.sandbox_dir(s.name))
-            if s.selinux_level:
-                registry.release(s.name)  # the pair is free once no file carries it any more
-            if s.id_base is not None:  # the same for the ID range: no file is owned by it any more
-                identity.remove_account(layout, s.name)
-                ids.release(s.name)
+            removed += remove_sandbox_data(layout, s)
     for s in specs:
-        # systemd leaves the empty mount point of the sandbox's /run behind when it unmounts it
-        with contextlib.suppress(OSError):
-            layout.host(runtime_dir_path(s.name)).rmdir()
+        remove_runtime_dir(layout, s)
     return removed
+
+
+def stop_and_disable(sd: Systemd, layout: Layout, specs: Sequence[SandboxSpec]) -> None:
+    """Stop the sandboxes' services and slices (one batch of jobs) and disable their services."""
+    services = [service_unit(s.name) for s in specs]
+    # stopping the slice too unloads it; everything of the sandbox runs inside it.  A sandbox whose units
+    # are gone already (delete --keep-data, then delete: a package's purge) has nothing to stop or
+    # disable, and systemd refuses to stop a unit it cannot load.
+    in_memory = {u.name: u for u in sd.list_units(services + [slice_unit(s.name) for s in specs])}
+    to_stop = [
+        name
+        for name, u in in_memory.items()
+        if u.load_state == "loaded" or u.active_state not in ("inactive", "failed")
+    ]
+    if to_stop:
+        run_job(sd, "stop", to_stop)
+    sd.disable([svc for svc in services if os.path.lexists(layout.unit_dir / svc)])
+
+
+def remove_sandbox_units(layout: Layout, spec: SandboxSpec) -> list[Path]:
+    """The unit files of one sandbox (not the static ones every sandbox shares)."""
+    paths = [p for p in render.render(spec) if p.name not in render.STATIC_UNITS]
+    return remove_units(layout, paths, spec.name)
+
+
+def remove_sandbox_data(layout: Layout, spec: SandboxSpec, *, account: bool = True) -> list[Path]:
+    """The directory of one sandbox, and then what no file carries any more: its MCS pair, its ID range
+    and (unless the caller removes many at once) the host account of its root."""
+    remove_tree(layout.sandbox_dir(spec.name))
+    if spec.selinux_level:
+        selinux.McsRegistry(layout.mcs_registry).release(spec.name)
+    if spec.id_base is not None:
+        if account:
+            identity.remove_account(layout, spec.name)
+        identity.registry_for(layout).release(spec.name)
+    return [layout.sandbox_dir(spec.name)]
+
+
+def remove_runtime_dir(layout: Layout, spec: SandboxSpec) -> None:
+    # systemd leaves the empty mount point of the sandbox's /run behind when it unmounts it
+    with contextlib.suppress(OSError):
+        layout.host(runtime_dir_path(spec.name)).rmdir()
 
 
 def execute(layout: Layout, name: str, command: tuple[str, ...], *, interactive: bool) -> int:

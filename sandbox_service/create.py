@@ -63,6 +63,8 @@ class CreateRequest:
     enable: bool = False
     now: bool = False
     exist_ok: bool = False  # an existing sandbox with the same settings is success (idempotent scriptlets)
+    service: ServiceDef | None = None  # instead of a command: the service as a spec file gives it (apply)
+    apply_group: str | None = None  # made by apply, for this group of its documents
 
 
 @dataclass(frozen=True)
@@ -94,19 +96,23 @@ def plan(
     *,
     allow_existing: bool = False,
     others: Sequence[network_checks.Neighbour] | None = None,
+    id_base_hint: int | None = None,
+    host: host_discovery.HostInfo | None = None,
 ) -> Plan:
-    """What create would do; `others`: the sandboxes to check against (default: those on disk)."""
+    """What create would do; `others`: the sandboxes to check against (default: those on disk);
+    `id_base_hint`: the provisional ID range to show (default: the one the registry would give now);
+    `host`: what the host looks like, when the caller probed it already (apply: once for all)."""
     name = check_name(req.name)
     if not allow_existing:
         refuse_existing(layout, name)
-    hostinfo = host_discovery.probe(layout.root)
+    hostinfo = host or host_discovery.probe(layout.root)
     notes: list[str] = []
     source_unit = None
     source_package = None
     pkgs = list(req.packages)
     unit_paths: list[str] = []
 
-    if req.unit and req.command:
+    if req.unit and (req.command or req.service):
         raise InvalidInput("give either --unit or a command after --, not both")
     if req.unit:
         source_unit = unit_name_for(req.unit)
@@ -134,6 +140,13 @@ def plan(
             group=req.group,
         )
         description = req.description or " ".join(req.command)[:80]
+    elif req.service:
+        if not req.service.exec_start:
+            raise InvalidInput("the service has no ExecStart= command")
+        if req.chroot:
+            _check_chroot(layout, req.chroot, req.service.exec_start[0].path)
+        service = req.service
+        description = req.description or " ".join(service.exec_start[0].argv)[:80]
     else:
         raise InvalidInput("nothing to run", "name a host unit with --unit UNIT, or give a command after --")
     service = with_overrides(service, req.user, req.group)
@@ -189,7 +202,8 @@ def plan(
         user=req.user,
         group=req.group,
         # provisional (what --dry-run shows): _apply takes the range for real
-        id_base=identity.registry_for(layout).peek(name) if userns else None,
+        id_base=(id_base_hint or identity.registry_for(layout).peek(name)) if userns else None,
+        apply_group=req.apply_group,
     )
     if userns and not layout.host(isolation.PYTHON).exists():
         raise NotFound(
@@ -230,47 +244,58 @@ def create(req: CreateRequest, layout: Layout) -> Created:
 
 
 def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> Created:
-    spec = p.spec
     with Transaction() as tx:
-        if selinux.resolve_mode(spec.selinux):
-            registry = selinux.McsRegistry(layout.mcs_registry)
-            tx.on_rollback(lambda: registry.release(spec.name))
-            spec = replace(spec, selinux_level=registry.allocate(spec.name))
-        if spec.security.user_namespace:
-            spec = replace(spec, id_base=take_id_range(tx, layout, spec.name))
-        files = render.render(spec)
-        staging = stage_dir(tx, layout, spec.name)
-        root = staging / "root"
-        hostinfo = p.host
-        copied = 0
-        ids = IdMap(spec.id_base) if spec.id_base is not None else None
-        if spec.kind is Kind.CHROOT:
-            root.mkdir(mode=0o755)
-        else:
-            tree.make_base(root, hostinfo.usr_layout, ids)
-            base = staging / BASE_DIR_NAME
-            base.mkdir(mode=0o700)
-            for path in p.copies:
-                copied += tree.copy_path(
-                    layout.root, root, path, owner=ids.shift() if ids else fswalk.identity
-                )
-                if path.startswith("/etc/"):
-                    # the pristine copy `upgrade` merges against: what the host had when we copied
-                    tree.copy_path(layout.root, base, path)
-            tree.make_owned_dirs(root, p.owned_dirs, ids)
-            tree.write_tree_files(root, render.tree_files(spec))
-            _check_executables(spec, root, layout.root)
-        specfile.save(staging / "sandbox.yaml", spec)
-        if spec.selinux_level:
-            selinux.label_tree(staging, spec.selinux_level)
-        final = layout.sandbox_dir(spec.name)
-        publish_dir(tx, staging, final)
-        written = write_units(tx, layout, files, spec.name)
+        spec, written, copied = install(tx, p, layout)
         if sd is not None:
             tx.on_rollback(sd.reload)  # runs after the files are gone again
         started = _register(tx, layout, sd, req, spec)
         tx.commit()
     return Created(spec, tuple(written), copied, started, sd is not None, p.notes)
+
+
+def install(
+    tx: Transaction, p: Plan, layout: Layout, *, id_base: int | None = None
+) -> tuple[SandboxSpec, list[Path], int]:
+    """Make the sandbox of a plan on disk: its ID range and account (unless `id_base` was taken for it
+    already, with its account: apply does that for many at once), its tree, spec file and units; every
+    step undone by `tx`.  Nothing is told to systemd.  Returns the final spec, the unit files written and
+    the number of files copied."""
+    spec = p.spec
+    if selinux.resolve_mode(spec.selinux):
+        registry = selinux.McsRegistry(layout.mcs_registry)
+        tx.on_rollback(lambda: registry.release(spec.name))
+        spec = replace(spec, selinux_level=registry.allocate(spec.name))
+    if spec.security.user_namespace:
+        if id_base is None:
+            id_base = take_id_range(tx, layout, spec.name)
+        spec = replace(spec, id_base=id_base)
+    files = render.render(spec)
+    staging = stage_dir(tx, layout, spec.name)
+    root = staging / "root"
+    hostinfo = p.host
+    copied = 0
+    ids = IdMap(spec.id_base) if spec.id_base is not None else None
+    if spec.kind is Kind.CHROOT:
+        root.mkdir(mode=0o755)
+    else:
+        tree.make_base(root, hostinfo.usr_layout, ids)
+        base = staging / BASE_DIR_NAME
+        base.mkdir(mode=0o700)
+        for path in p.copies:
+            copied += tree.copy_path(layout.root, root, path, owner=ids.shift() if ids else fswalk.identity)
+            if path.startswith("/etc/"):
+                # the pristine copy `upgrade` merges against: what the host had when we copied
+                tree.copy_path(layout.root, base, path)
+        tree.make_owned_dirs(root, p.owned_dirs, ids)
+        tree.write_tree_files(root, render.tree_files(spec))
+        _check_executables(spec, root, layout.root)
+    specfile.save(staging / "sandbox.yaml", spec)
+    if spec.selinux_level:
+        selinux.label_tree(staging, spec.selinux_level)
+    final = layout.sandbox_dir(spec.name)
+    publish_dir(tx, staging, final)
+    written = write_units(tx, layout, files, spec.name)
+    return spec, written, copied
 
 
 def take_id_range(tx: Transaction, layout: Layout, name: str) -> int:
@@ -289,7 +314,11 @@ def _finish_existing(req: CreateRequest, layout: Layout, sd: Systemd | None) -> 
     existing = specfile.load(layout.spec_file(req.name))
     p = plan(req, layout, sd, allow_existing=True)
     wanted = replace(
-        p.spec, selinux_level=existing.selinux_level, copies=existing.copies, id_base=existing.id_base
+        p.spec,
+        selinux_level=existing.selinux_level,
+        copies=existing.copies,
+        id_base=existing.id_base,
+        apply_group=existing.apply_group,
     )
     if wanted != existing:
         raise AlreadyExists(

@@ -120,6 +120,36 @@ class IdRegistry:
             "remove sandboxes that are no longer needed to free their ranges",
         )
 
+    def allocate_many(self, names: list[str]) -> dict[str, int]:
+        """allocate() for many names under one lock, reading and writing the registry once (apply makes
+        thousands of sandboxes; one read-modify-write each would be quadratic)."""
+        for name in names:
+            check_name(name)
+        with self._registry.locked():
+            ranges = self._registry.load()
+            taken = set(ranges.values()) | self._host_ranges()
+            free = (b for b in range(ID_BASE_FIRST, ID_BASE_END, ID_RANGE_SIZE) if b not in taken)
+            out: dict[str, int] = {}
+            for name in names:
+                if name not in ranges:
+                    base = next(free, None)
+                    if base is None:
+                        raise SandboxError(
+                            f"all {len(ranges)} ID ranges are in use",
+                            "remove sandboxes that are no longer needed to free their ranges",
+                        )
+                    ranges[name] = base
+                out[name] = ranges[name]
+            self._registry.store(ranges)
+        return out
+
+    def release_many(self, names: list[str]) -> None:
+        with self._registry.locked():
+            ranges = self._registry.load()
+            released = [n for n in names if ranges.pop(n, None) is not None]
+            if released:
+                self._registry.store(ranges)
+
     def peek(self, name: str) -> int:
         """The range `name` holds, or the one allocate() would give it now (nothing is stored)."""
         check_name(name)
@@ -225,6 +255,10 @@ def _passwd_entry(layout: Layout, account: str) -> list[str] | None:
     return None
 
 
+def account_comment(name: str) -> str:
+    return f"root of sandbox {name} (sandbox-service)"
+
+
 def ensure_account(layout: Layout, name: str, base: int) -> bool:
     """Create ``sb-NAME`` with UID and GID `base` unless it exists with them; True when created."""
     account = account_name(name)
@@ -247,7 +281,7 @@ def ensure_account(layout: Layout, name: str, base: int) -> bool:
         "--shell",
         "/usr/sbin/nologin",
     ]
-    useradd += ["--comment", f"root of sandbox {name} (sandbox-service)", account]
+    useradd += ["--comment", account_comment(name), account]
     try:
         run(useradd)
     except SandboxError:

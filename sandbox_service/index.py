@@ -30,7 +30,8 @@ _VERSION = 1
 
 @dataclass(frozen=True)
 class Summary:
-    """One sandbox as `list` shows it, and what the network checks compare (NetworkSpec data)."""
+    """One sandbox as `list` shows it, what the network checks compare (NetworkSpec data), and the
+    group of apply documents it was made for."""
 
     name: str
     spec_name: str  # the name its spec file gives (differs only in a copied or edited spec)
@@ -38,6 +39,7 @@ class Summary:
     source_unit: str | None
     id_base: int | None
     network_data: dict[str, Any]
+    apply_group: str | None
 
     @functools.cached_property
     def network(self) -> NetworkSpec:
@@ -72,6 +74,7 @@ def _entry(summary: Summary, stamp: list[int]) -> dict[str, Any]:
         "source_unit": summary.source_unit,
         "id_base": summary.id_base,
         "network": summary.network_data,
+        "apply_group": summary.apply_group,
     }
 
 
@@ -84,6 +87,7 @@ def _from_entry(name: str, entry: Any) -> Summary | None:
             source_unit=None if entry["source_unit"] is None else str(entry["source_unit"]),
             id_base=None if entry["id_base"] is None else int(entry["id_base"]),
             network_data=dict(entry["network"]),
+            apply_group=None if entry["apply_group"] is None else str(entry["apply_group"]),
         )
     except (KeyError, TypeError, ValueError):
         return None  # an entry we cannot read is parsed anew
@@ -100,6 +104,7 @@ def _summarise(layout: Layout, name: str) -> Summary:
         source_unit=spec.source_unit,
         id_base=spec.id_base,
         network_data=specfile.to_data(spec.network),
+        apply_group=spec.apply_group,
     )
 
 

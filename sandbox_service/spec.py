@@ -366,6 +366,7 @@ class SandboxSpec:
     user: str | None = None  # --user/--group given at create: wins over the wrapped unit's User=/Group=
     group: str | None = None
     id_base: int | None = None  # first host ID of the sandbox's private range; None: no user namespace
+    apply_group: str | None = None  # made or last changed by `apply` for this group (apply --prune)
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -386,8 +387,20 @@ class SandboxSpec:
             raise InvalidInput(f"invalid SELinux level {self.selinux_level!r}")
         if self.id_base is not None:
             check_id_base(self.id_base)
+        if self.apply_group is not None:
+            check_group(self.apply_group)
         if self.id_base is not None and not self.security.user_namespace:
             raise InvalidInput("an ID range is given but the user namespace is turned off")
+
+
+def check_group(value: str) -> str:
+    """An apply group's name: what a sandbox name may be."""
+    if len(value) > NAME_MAX or not _NAME_RE.fullmatch(value):
+        raise InvalidInput(
+            f"invalid apply group {value!r}",
+            f"use at most {NAME_MAX} lowercase letters, digits, '-' and '_', starting with a letter or digit",
+        )
+    return value
 
 
 def check_id_base(value: int) -> int:
