@@ -240,11 +240,17 @@ class SystemdBox:
         read_only_binds: Sequence[str | os.PathLike[str]] = (),
         boot_timeout: float = BOOT_TIMEOUT,
         before_boot: Callable[[Path], None] | None = None,
+        upper_on_disk: bool = False,
+        nspawn_options: Sequence[str] = (),
     ) -> None:
         """``image`` is a key of :data:`IMAGES` (the systemd version) or an image.
 
         ``before_boot`` is called with the prepared root (the merged overlay) before systemd boots:
-        a test can install things into the image offline and then see what the booted system does."""
+        a test can install things into the image offline and then see what the booted system does.
+
+        ``upper_on_disk`` keeps the overlay's writable layer in the state directory on disk instead of
+        a tmpfs (the benchmarks make thousands of sandboxes: more inodes than a tmpfs holds);
+        ``nspawn_options`` are added to systemd-nspawn's command line (``--rlimit=...``)."""
         self.image = IMAGES[image] if isinstance(image, str) else image
         if state_dir is None:
             state_dir = STATE_PARENT / f"{STATE_PREFIX}{os.getpid()}-{self.image.systemd}"
@@ -258,6 +264,8 @@ class SystemdBox:
         self.read_only_binds = tuple(dict.fromkeys(str(Path(p).absolute()) for p in binds))
         self.boot_timeout = boot_timeout
         self.before_boot = before_boot
+        self.upper_on_disk = upper_on_disk
+        self.nspawn_options = tuple(nspawn_options)
         #: Seconds from starting systemd-nspawn to "running"/"degraded"; set by start().
         self.boot_seconds: float | None = None
         self._popen: subprocess.Popen[bytes] | None = None
@@ -350,12 +358,17 @@ class SystemdBox:
         if str(self.state_dir) in _mount_points():
             raise BoxError(f"{self.state_dir} is already a mount point; is another box using it?")
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "mode=0700", "sandbox-service-box", str(self.state_dir)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
+        if self.upper_on_disk:
+            if any(self.state_dir.iterdir()):
+                raise BoxError(f"{self.state_dir} is not empty; is another box using it?")
+            self.state_dir.chmod(0o700)
+        else:
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "mode=0700", "sandbox-service-box", str(self.state_dir)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
         upper, work = self.state_dir / "upper", self.state_dir / "work"
         for directory in (upper, work, self.merged):
             directory.mkdir()
@@ -411,6 +424,7 @@ class SystemdBox:
             "--link-journal=no",
             "--private-network",
             "--capability=all",
+            *self.nspawn_options,
             *(f"--bind-ro={path}" for path in self.read_only_binds),
             "-b",
         ]
@@ -484,6 +498,7 @@ class SystemdBox:
             "leader": [self._leader.pid, self._leader.start],
             "image": self.image.systemd,
             "quiet_units": list(self.quiet_units),
+            "upper_on_disk": self.upper_on_disk,
         }
         (self.state_dir / STATE_FILE).write_text(json.dumps(record) + "\n")
         (self.state_dir / LEADER_FILE).write_text(f"{self._leader.pid}\n")
@@ -499,7 +514,11 @@ class SystemdBox:
             record = json.loads((Path(state_dir).absolute() / STATE_FILE).read_text())
         except (OSError, ValueError):
             return cls(state_dir)
-        box = cls(state_dir, image=record.get("image", DEFAULT_IMAGE))
+        box = cls(
+            state_dir,
+            image=record.get("image", DEFAULT_IMAGE),
+            upper_on_disk=record.get("upper_on_disk", False),
+        )
         box.quiet_units = tuple(record.get("quiet_units", box.quiet_units))
         nspawn, leader = _Proc(*record["nspawn"]), _Proc(*record["leader"])
         if nspawn.alive():
@@ -518,6 +537,14 @@ class SystemdBox:
             self._popen = None
             _unmount(self.merged)
             _unmount(self.state_dir)
+            if self.upper_on_disk and str(self.merged) not in _mount_points():
+                for made in ("upper", "work", "merged", STATE_FILE, LEADER_FILE, CONSOLE_LOG):
+                    path = self.state_dir / made
+                    if path.is_dir() and not path.is_symlink():
+                        # rm, not shutil.rmtree: the layer holds millions of files after a benchmark
+                        subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=False)
+                    else:
+                        path.unlink(missing_ok=True)
             with suppress(OSError):
                 self.state_dir.rmdir()  # only if empty: never delete what we did not make
 

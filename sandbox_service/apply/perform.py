@@ -7,7 +7,7 @@
    locked edit of passwd and group (accounts.py).
 4. Each sandbox is made, changed or has its units removed by one function (_create_one, _update_one,
    _delete_one), each in a transaction of its own: a sandbox that fails is undone and reported, the
-   others go on.
+   others go on.  Files are written atomically but synced once for all, at the end (atomic.py).
 5. Enable links, then one daemon-reload for all; if systemd cannot reload, everything of this run is
    undone.
 6. The data of pruned sandboxes goes; their ranges and accounts in one edit each.
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import accounts, control, create, fswalk, hostlimits, identity, specfile, tree
+from ..atomic import deferred_sync
 from ..errors import JobFailed, SandboxError
 from ..identity import IdMap
 from ..install import Transaction, enable_offline, remove_enable_links
@@ -108,7 +109,7 @@ def perform(
         _stop(run)
     with run.phase("accounts"):
         ranges = _take_ranges(run)
-    with run.phase("build"):
+    with run.phase("build"), deferred_sync():  # one sync of the file system for all, at the end
         _clean_stale_staging(layout)
         _build(run, ranges)
     with run.phase("reload"):
