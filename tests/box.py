@@ -137,6 +137,12 @@ BASE_ENV: Mapping[str, str] = {
     "SYSTEMD_COLORS": "0",
 }
 
+#: With ``upper_on_disk``: the sparse image of the writable layer's file system (in the state directory,
+#: under its mount), its size and inodes (enough for thousands of sandboxes of 1500 files each).
+LAYER_IMAGE = "layer.img"
+LAYER_SIZE = 64 << 30
+LAYER_INODES = 16_000_000
+
 STATE_FILE = "box.json"
 LEADER_FILE = "leader"
 CONSOLE_LOG = "console.log"
@@ -248,7 +254,7 @@ class SystemdBox:
         ``before_boot`` is called with the prepared root (the merged overlay) before systemd boots:
         a test can install things into the image offline and then see what the booted system does.
 
-        ``upper_on_disk`` keeps the overlay's writable layer in the state directory on disk instead of
+        ``upper_on_disk`` keeps the overlay's writable layer on disk (an ext4 image file) instead of
         a tmpfs (the benchmarks make thousands of sandboxes: more inodes than a tmpfs holds);
         ``nspawn_options`` are added to systemd-nspawn's command line (``--rlimit=...``)."""
         self.image = IMAGES[image] if isinstance(image, str) else image
@@ -359,9 +365,7 @@ class SystemdBox:
             raise BoxError(f"{self.state_dir} is already a mount point; is another box using it?")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if self.upper_on_disk:
-            if any(self.state_dir.iterdir()):
-                raise BoxError(f"{self.state_dir} is not empty; is another box using it?")
-            self.state_dir.chmod(0o700)
+            self._mount_layer_image()
         else:
             subprocess.run(
                 ["mount", "-t", "tmpfs", "-o", "mode=0700", "sandbox-service-box", str(self.state_dir)],
@@ -387,6 +391,32 @@ class SystemdBox:
             text=True,
         )
         self._configure_root()
+
+    def _mount_layer_image(self) -> None:
+        """The state directory as an ext4 file system in a sparse image file it hides (disk, not memory;
+        its own metadata is written back lazily, which the host's /var/tmp may not do); gone at close."""
+        if any(self.state_dir.iterdir()):
+            raise BoxError(f"{self.state_dir} is not empty; is another box using it?")
+        image = self.state_dir / LAYER_IMAGE
+        with open(image, "wb") as f:
+            f.truncate(LAYER_SIZE)
+        try:
+            subprocess.run(
+                ["mkfs.ext4", "-q", "-F", "-N", str(LAYER_INODES), "-E", "nodiscard", str(image)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            subprocess.run(
+                ["mount", "-o", "loop", str(image), str(self.state_dir)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+        except BaseException:
+            image.unlink(missing_ok=True)
+            raise
+        self.state_dir.chmod(0o700)
 
     def _configure_root(self) -> None:
         etc = self.merged / "etc"
@@ -537,14 +567,8 @@ class SystemdBox:
             self._popen = None
             _unmount(self.merged)
             _unmount(self.state_dir)
-            if self.upper_on_disk and str(self.merged) not in _mount_points():
-                for made in ("upper", "work", "merged", STATE_FILE, LEADER_FILE, CONSOLE_LOG):
-                    path = self.state_dir / made
-                    if path.is_dir() and not path.is_symlink():
-                        # rm, not shutil.rmtree: the layer holds millions of files after a benchmark
-                        subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=False)
-                    else:
-                        path.unlink(missing_ok=True)
+            if str(self.state_dir) not in _mount_points():
+                (self.state_dir / LAYER_IMAGE).unlink(missing_ok=True)
             with suppress(OSError):
                 self.state_dir.rmdir()  # only if empty: never delete what we did not make
 
