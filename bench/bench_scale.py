@@ -481,6 +481,11 @@ def section_max(image: str, report: Report, limit: int, chunk: int, profile: str
         "mounts in PID 1's namespace per running sandbox", f"{(after['mounts'] - before['mounts']) / per:.2f}"
     )
     report.add(
+        "kernel memory per running sandbox",
+        f"{(kernel_after - kernel_before) / per:.0f} KiB",
+        note=f"host-wide {'+'.join(KERNEL_FIELDS)} before and after (the host is shared: approximate)",
+    )
+    report.add(
         "disk per sandbox (tree, base, spec)", f"{disk_kb:.0f} KiB", note=f"plus {units} KiB of unit files"
     )
     if raw_too and reached:
