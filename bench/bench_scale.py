@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -47,13 +46,11 @@ for p in (REPO, REPO / "bench"):
         sys.path.insert(0, str(p))
 
 import bench_create  # noqa: E402
+import rawsandbox  # noqa: E402
 
-from sandbox_service import render, specfile  # noqa: E402
-from sandbox_service.discover.host import usr_layout  # noqa: E402
-from sandbox_service.identity import account_comment, account_name  # noqa: E402
-from sandbox_service.isolation import LAUNCHER, LAUNCHER_DIR, PYTHON  # noqa: E402
+from sandbox_service import render  # noqa: E402
+from sandbox_service.isolation import PYTHON  # noqa: E402
 from sandbox_service.spec import ID_BASE_FIRST, ID_RANGE_SIZE, SandboxSpec  # noqa: E402
-from sandbox_service.tree import BASE_DIRS, BASE_LINKS  # noqa: E402
 from tests.box import SystemdBox, cleanup_stale_boxes, hidden_in_box  # noqa: E402
 from tests.sandboxcli import reloads  # noqa: E402
 
@@ -99,6 +96,9 @@ def _fmt(value: float | str) -> str:
     if isinstance(value, str):
         return value
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
+
+
+tool = rawsandbox.tool  # the tool of this checkout in the box
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -175,78 +175,25 @@ def apply_document(group: str, sandbox_names: Sequence[str], profile: str) -> st
     return "\n".join(lines) + "\n"
 
 
-@dataclass(frozen=True)
-class Template:
-    spec: SandboxSpec  # what create makes of `create NAME -- sleep infinity`, for any NAME
-
-    def for_name(self, name: str, id_base: int) -> SandboxSpec:
-        return replace(self.spec, name=name, id_base=id_base, description=" ".join(COMMAND))
-
-
-def load_template(box: SystemdBox, profile: str) -> Template:
-    argv = [*box.tool_argv, "create", "rawtpl", "--profile", profile, "--dry-run", "--json", "--", *COMMAND]
-    files = json.loads(box.run(argv).stdout)["files"]
-    text = next(t for p, t in files.items() if p.endswith("/rawtpl/sandbox.yaml"))
-    return Template(specfile.loads(text))
-
-
-def raw_script(template: Template, sandbox_names: Sequence[str], first_base: int, *, launcher: bool) -> str:
-    """The shell script that makes these sandboxes by hand (not reload, not start)."""
-    q = shlex.quote
-    layout = usr_layout(Path("/"))  # the boxes are overlays of trees with the host's usr layout
-    dirs = [rel for rel, _mode in BASE_DIRS] + [link.name for link in layout if link.target is None]
-    modes: dict[int, list[str]] = {}
-    for rel, mode in BASE_DIRS:
-        if mode != 0o755:
-            modes.setdefault(mode, []).append(rel)
-    links = [*BASE_LINKS, *((link.name, link.target) for link in layout if link.target is not None)]
-    launcher_src = render.LAUNCHER_SOURCE
-    lines = ["set -eu", "umask 022", f"cp {q(str(launcher_src))} /run/bench-launch"]
-    passwd, group, shadow, gshadow = [], [], [], []
-    for i, name in enumerate(sandbox_names):
-        base = first_base + i * ID_RANGE_SIZE
-        spec = template.for_name(name, base)
-        top = f"{SANDBOX_BASE}/{name}"
-        root = f"{top}/root"
-        etc_copies = [c for c in spec.copies if c.startswith("/etc/")]
-        lines += [f"mkdir -p {q(root)}", f"cd {q(root)}", f"mkdir {' '.join(map(q, dirs))}"]
-        lines += [f"chmod {mode:o} {' '.join(map(q, rels))}" for mode, rels in modes.items()]
-        lines += [f"ln -s {q(str(target))} {q(rel)}" for rel, target in links]
-        lines.append("cd /")
-        lines.append(f"cp -a --parents {' '.join(map(q, spec.copies))} {q(root)}/")
-        lines.append(f"chown -hR {base}:{base} {q(root)} && chown root:root {q(root)}")
-        lines.append(
-            f"mkdir -m 700 {q(top)}/base && cp -a --parents {' '.join(map(q, etc_copies))} {q(top)}/base/"
+def raw_script(
+    template: SandboxSpec,
+    owners: list[tuple[str, int, int]],
+    sandbox_names: Sequence[str],
+    first_base: int,
+    *,
+    launcher: bool,
+) -> str:
+    """The shell script that makes these sandboxes by hand (not the reload, not the start)."""
+    specs = [
+        rawsandbox.for_name(template, n, first_base + i * ID_RANGE_SIZE) for i, n in enumerate(sandbox_names)
+    ]
+    lines = rawsandbox.prologue()
+    for spec in specs:
+        lines += rawsandbox.make_lines(
+            replace(spec, description=" ".join(COMMAND)), owners, launcher=launcher
         )
-        lines.append(f"mkdir {q(root + LAUNCHER_DIR)} && cp /run/bench-launch {q(root + LAUNCHER)}")
-        files = {str(p): t for p, t in render.render(spec).items() if p.name not in render.STATIC_UNITS}
-        for path, text in render.tree_files(spec).items():
-            if path != LAUNCHER:
-                files[root + path] = text
-        files[f"{top}/sandbox.yaml"] = specfile.dumps(spec)
-        for path, text in files.items():
-            if not launcher and path.endswith(f"/sandbox-{name}.service"):
-                text = direct_exec(text, spec)
-            lines.append(f"printf '%s' {q(text)} > {q(path)}")  # printf is built in: no process
-        account = account_name(name)
-        passwd.append(f"{account}:x:{base}:{base}:{account_comment(name)}:/nonexistent:/usr/sbin/nologin")
-        group.append(f"{account}:x:{base}:")
-        shadow.append(f"{account}:!:19000:0:99999:7:::")
-        gshadow.append(f"{account}:!::")
-    for path, entries in (("passwd", passwd), ("group", group), ("shadow", shadow), ("gshadow", gshadow)):
-        lines.append(f"printf '%s\\n' {' '.join(map(q, entries))} >> /etc/{path}")
+    lines += rawsandbox.account_lines(specs)
     return "\n".join(lines) + "\n"
-
-
-def direct_exec(unit: str, spec: SandboxSpec) -> str:
-    """The service unit with its ExecStart= running the program itself instead of through the launcher."""
-    cmd = spec.service.exec_start[0]
-    out = []
-    for line in unit.splitlines(keepends=True):
-        if line.startswith("ExecStart="):
-            line = f"ExecStart={cmd.path} {' '.join(cmd.argv[1:])}\n"
-        out.append(line)
-    return "".join(out)
 
 
 # -- the phases ------------------------------------------------------------------------------------------
@@ -267,7 +214,7 @@ def tool_apply(
     box.write_file(path, apply_document(group, sandbox_names, profile))
     before = reloads(box)
     began = time.perf_counter()
-    done = box.run([*box.tool_argv, "apply", path, "--json"], check=False, timeout=7200)
+    done = box.run([*tool(box), "apply", path, "--json"], check=False, timeout=7200)
     seconds = time.perf_counter() - began
     if done.returncode != 0 and not done.stdout.strip():
         raise ApplyRefused(done.stderr.strip())
@@ -291,13 +238,14 @@ class ApplyFailed(Exception):
 
 def raw_make(
     box: SystemdBox,
-    template: Template,
+    template: SandboxSpec,
     sandbox_names: Sequence[str],
     first_base: int,
     *,
     launcher: bool = True,
 ) -> Run:
-    script = raw_script(template, sandbox_names, first_base, launcher=launcher)
+    owners = rawsandbox.foreign_owners(box, template.copies)
+    script = raw_script(template, owners, sandbox_names, first_base, launcher=launcher)
     box.write_file("/var/tmp/bench-raw.sh", script)
     units = [f"sandbox-{n}.service" for n in sandbox_names]
     phases = {
@@ -316,10 +264,13 @@ def section_startup(image: str, report: Report, rounds: int) -> None:
     print("start-up")
     box = boot(image)
     try:
-        tool = box.tool_argv
-        report.add("--help", median([timed(lambda: box.run([*tool, "--help"])) for _ in range(rounds * 3)]))
+        tool_argv = tool(box)
         report.add(
-            "list (no sandbox)", median([timed(lambda: box.run([*tool, "list"])) for _ in range(rounds * 3)])
+            "--help", median([timed(lambda: box.run([*tool_argv, "--help"])) for _ in range(rounds * 3)])
+        )
+        report.add(
+            "list (no sandbox)",
+            median([timed(lambda: box.run([*tool_argv, "list"])) for _ in range(rounds * 3)]),
         )
         report.add(
             "entering the box (nsenter true), in every figure",
@@ -364,14 +315,14 @@ def section_apply(image: str, report: Report, count: int, rounds: int) -> None:
             box.close()
         box = boot(image)
         try:
-            template = load_template(box, "default")
+            template = rawsandbox.template_spec(box, ["--", *COMMAND])
             raw_runs.append(raw_make(box, template, names("r", 0, count), ID_BASE_FIRST))
             require_active(box, count, "raw")
         finally:
             box.close()
         box = boot(image)
         try:
-            template = load_template(box, "default")
+            template = rawsandbox.template_spec(box, ["--", *COMMAND])
             direct_runs.append(raw_make(box, template, names("d", 0, count), ID_BASE_FIRST, launcher=False))
             require_active(box, count, "raw without launcher")
         finally:
@@ -406,7 +357,7 @@ def section_max(image: str, report: Report, limit: int, chunk: int, profile: str
     reached, stopped_by = 0, f"--max {limit} reached"
     tool_seconds = 0.0
     try:
-        limits = json.loads(box.run([*box.tool_argv, "limits", "--json"]).stdout)
+        limits = json.loads(box.run([*tool(box), "limits", "--json"]).stdout)
         print(f"    room before: {limits['room']}")
         before = pid1(box)
         kernel_before = kernel_memory()
@@ -432,13 +383,13 @@ def section_max(image: str, report: Report, limit: int, chunk: int, profile: str
         active = active_sandboxes(box)
         after = pid1(box)
         kernel_after = kernel_memory()
-        lists = [timed(lambda: box.run([*box.tool_argv, "list"])) for _ in range(3)]
+        lists = [timed(lambda: box.run([*tool(box), "list"])) for _ in range(3)]
         raw_lists = [
             timed(lambda: box.run(["systemctl", "list-units", "--no-legend", "--all", "sandbox-*.service"]))
             for _ in range(3)
         ]
         one = "m00000"
-        statuses = [timed(lambda: box.run([*box.tool_argv, "status", one])) for _ in range(3)]
+        statuses = [timed(lambda: box.run([*tool(box), "status", one])) for _ in range(3)]
         raw_statuses = [
             timed(
                 lambda: box.run(["systemctl", "status", "--no-pager", f"sandbox-{one}.service"], check=False)
@@ -491,7 +442,7 @@ def section_max(image: str, report: Report, limit: int, chunk: int, profile: str
     if raw_too and reached:
         box = boot(image)
         try:
-            template = load_template(box, profile)
+            template = rawsandbox.template_spec(box, ["--profile", profile, "--", *COMMAND])
             raw_seconds = 0.0
             for start in range(0, reached, chunk):
                 n = min(chunk, reached - start)
