@@ -505,8 +505,8 @@ def list_cmd(
 def limits_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """How many more sandboxes this host can run, and which of its limits decides (PID 1's open files,
-    mounts, namespaces). start, create --now and apply check the same before they start anything."""
+    """How many more sandboxes this host can run, and which of its limits decides (PID 1's open \
+files, mounts, namespaces). start, create --now and apply check the same before they start anything."""
     from . import hostlimits
 
     _need_root()  # PID 1's descriptors are visible to root only
@@ -618,7 +618,7 @@ class _ProgressBar:
     "apply",
     epilog=(
         "Examples:\n\n"
-        "sandbox-service apply sandboxes.yaml --dry-run    # the plan; nothing is changed\n\n"
+        "sandbox-service apply sandboxes.yaml --dry-run    # the plan only\n\n"
         "sandbox-service apply /etc/sandbox-service/apply.d --prune"
     ),
 )
