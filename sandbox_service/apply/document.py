@@ -164,9 +164,16 @@ def _document(doc: Any, where: str) -> tuple[str | None, list[Entry]]:
 
 
 def _typed(tp: Any, data: Any, where: str) -> Any:
+    """`data` as a value of `tp`; an error says where it is (the checks of the spec's dataclasses do
+    not know)."""
     from ..specfile import from_data
 
-    return from_data(tp, data, where)
+    try:
+        return from_data(tp, data, where)
+    except InvalidInput as exc:
+        if exc.message.startswith(where):
+            raise
+        raise InvalidInput(f"{where}: {exc.message}", exc.hint) from None
 
 
 def _entry(item: Any, where: str, group: str) -> Entry:
