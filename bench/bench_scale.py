@@ -30,11 +30,13 @@ asserts on timings.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -483,15 +485,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     cleanup_stale_boxes()
     report = Report()
     began = time.monotonic()
+    sections: list[tuple[str, Callable[[], None]]] = []
     if "startup" not in skip:
-        section_startup(args.systemd, report, args.rounds)
+        sections.append(("start-up", lambda: section_startup(args.systemd, report, args.rounds)))
     if "create" not in skip:
-        section_create(args.systemd, report, args.rounds)
+        sections.append(("create", lambda: section_create(args.systemd, report, args.rounds)))
     if "apply" not in skip:
         for count in (int(c) for c in args.counts.split(",") if c):
-            section_apply(args.systemd, report, count, args.rounds if count <= 100 else 1)
+            rounds = args.rounds if count <= 100 else 1
+            apply_n = functools.partial(section_apply, args.systemd, report, count, rounds)
+            sections.append((f"apply {count}", apply_n))
     if "max" not in skip:
-        section_max(args.systemd, report, args.max, args.chunk, args.max_profile, "maxraw" not in skip)
+        sections.append(
+            (
+                "max",
+                lambda: section_max(
+                    args.systemd, report, args.max, args.chunk, args.max_profile, "maxraw" not in skip
+                ),
+            )
+        )
+    for what, section in sections:
+        try:
+            section()
+        except Exception as exc:  # one section failing leaves the others' figures
+            traceback.print_exc()
+            report.add(f"{what}: failed", f"{type(exc).__name__}: {str(exc)[:200]}")
     print()
     print(f"systemd {args.systemd}, {os.cpu_count()} CPUs, {time.monotonic() - began:.0f} s in all")
     print(report.table())

@@ -23,6 +23,7 @@ UNIT_IFACE = b"org.freedesktop.systemd1.Unit"
 SERVICE_IFACE = b"org.freedesktop.systemd1.Service"
 PROPS_IFACE = b"org.freedesktop.DBus.Properties"
 JOB_TIMEOUT_SEC = 300.0
+CALL_TIMEOUT_SEC = 120.0
 
 
 def systemd_running(root: str = "/") -> bool:
@@ -149,6 +150,9 @@ class Systemd:
             )
         from pystemd.dbuslib import DBus
 
+        # sd-bus gives a method call 25 s by default; a PID 1 busy with thousands of units (a large
+        # apply on a loaded host) may take longer to answer one.  Read when a call is made.
+        os.environ.setdefault("SYSTEMD_BUS_TIMEOUT", f"{int(CALL_TIMEOUT_SEC)}s")
         self._bus = DBus()
         try:
             self._bus.open()

@@ -156,7 +156,8 @@ def _stop(run: _Run) -> None:
         if a.verb is Verb.DELETE:
             units[f"sandbox-{a.name}.slice"] = a.name
     loaded = {u.name for u in run.sd.list_units(list(units)) if u.load_state == "loaded"}
-    results = run.sd.wait(run.sd.submit("stop", [u for u in units if u in loaded]))
+    jobs = _submit(run, "stop", [u for u in units if u in loaded], units)
+    results = run.sd.wait(jobs)
     for unit, result in results.items():
         if result != "done":
             run.fail(units[unit], JobFailed(f"stop of {unit} failed (job result: {result})", unit=unit))
@@ -324,8 +325,10 @@ def _start(run: _Run) -> None:
     start = [a for a in ok if a.start]
     owner = {u: a.name for a in restart + start for u in control.units_to_wait_for(_final_spec(a))}
     began = time.time()
-    jobs = run.sd.submit("restart", [service_unit(a.name) for a in restart])
-    jobs.update(run.sd.submit("start", [u for a in start for u in control.units_to_wait_for(_final_spec(a))]))
+    jobs = _submit(run, "restart", [service_unit(a.name) for a in restart], owner)
+    jobs.update(
+        _submit(run, "start", [u for a in start for u in control.units_to_wait_for(_final_spec(a))], owner)
+    )
     if not jobs:
         return
     results = run.sd.wait(jobs, lambda done, total: run.progress("starting", done, total))
@@ -338,6 +341,18 @@ def _start(run: _Run) -> None:
                 run.journals[name] = tail(unit, since=began)
     run.started = {a.name for a in start if a.name not in run.errors}
     run.restarted = {a.name for a in restart if a.name not in run.errors}
+
+
+def _submit(run: _Run, verb: str, units: list[str], owner: dict[str, str]) -> dict[str, bytes]:
+    """Enqueue one job per unit; a unit systemd refuses a job for fails alone."""
+    assert run.sd is not None
+    jobs: dict[str, bytes] = {}
+    for unit in units:
+        try:
+            jobs.update(run.sd.submit(verb, [unit]))
+        except SandboxError as exc:
+            run.fail(owner[unit], type(exc)(f"{verb} of {unit}: {exc.message}", exc.hint))
+    return jobs
 
 
 def _outcome(run: _Run, a: Action) -> Outcome:
