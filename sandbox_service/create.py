@@ -7,6 +7,7 @@ leaves no half sandbox behind.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import Sequence
@@ -72,11 +73,15 @@ class Plan:
     """Everything create will do, computed without writing anything (what --dry-run shows)."""
 
     spec: SandboxSpec
-    files: dict[PurePosixPath, str]
     copies: tuple[str, ...]
     owned_dirs: tuple[tree.OwnedDir, ...]
     notes: tuple[str, ...]
     host: host_discovery.HostInfo
+
+    @functools.cached_property
+    def files(self) -> dict[PurePosixPath, str]:
+        """The unit files (rendered when asked for: create renders them again for the final spec)."""
+        return render.render(self.spec)
 
 
 @dataclass(frozen=True)
@@ -217,7 +222,7 @@ def plan(
         notes.append(
             f"PIDFile {spec.service.pid_file} inside is {render.service_view(spec).pid_file} on the host"
         )
-    return Plan(spec, render.render(spec), all_copies, _owned_dirs(service), tuple(notes), hostinfo)
+    return Plan(spec, all_copies, _owned_dirs(service), tuple(notes), hostinfo)
 
 
 def create(req: CreateRequest, layout: Layout) -> Created:
@@ -245,21 +250,29 @@ def create(req: CreateRequest, layout: Layout) -> Created:
 
 def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> Created:
     with Transaction() as tx:
-        spec, written, copied = install(tx, p, layout)
+        made = install(tx, p, layout)
         if sd is not None:
             tx.on_rollback(sd.reload)  # runs after the files are gone again
-        started = _register(tx, layout, sd, req, spec)
+        # systemd loads a unit file it has never seen when the unit is first asked for (it rebuilds
+        # its map of unit files once their directories changed): a reload is needed only when a
+        # unit file that was there already changed, such as the shared sandbox.slice
+        started = _register(tx, layout, sd, req, made.spec, reload=made.replaced_units)
         tx.commit()
-    return Created(spec, tuple(written), copied, started, sd is not None, p.notes)
+    return Created(made.spec, tuple(made.written), made.copied, started, sd is not None, p.notes)
 
 
-def install(
-    tx: Transaction, p: Plan, layout: Layout, *, id_base: int | None = None
-) -> tuple[SandboxSpec, list[Path], int]:
+@dataclass(frozen=True)
+class Installed:
+    spec: SandboxSpec  # final: its ID range and MCS level taken
+    written: list[Path]  # unit files written
+    copied: int  # files copied from the host
+    replaced_units: bool  # a unit file that was there before was changed (systemd must reload)
+
+
+def install(tx: Transaction, p: Plan, layout: Layout, *, id_base: int | None = None) -> Installed:
     """Make the sandbox of a plan on disk: its ID range and account (unless `id_base` was taken for it
     already, with its account: apply does that for many at once), its tree, spec file and units; every
-    step undone by `tx`.  Nothing is told to systemd.  Returns the final spec, the unit files written and
-    the number of files copied."""
+    step undone by `tx`.  Nothing is told to systemd."""
     spec = p.spec
     if selinux.resolve_mode(spec.selinux):
         registry = selinux.McsRegistry(layout.mcs_registry)
@@ -294,8 +307,9 @@ def install(
         selinux.label_tree(staging, spec.selinux_level)
     final = layout.sandbox_dir(spec.name)
     publish_dir(tx, staging, final)
+    replaced = [path for path in files if os.path.lexists(layout.host(str(path)))]
     written = write_units(tx, layout, files, spec.name)
-    return spec, written, copied
+    return Installed(spec, written, copied, any(layout.host(str(p)) in written for p in replaced))
 
 
 def take_id_range(tx: Transaction, layout: Layout, name: str) -> int:
@@ -346,16 +360,23 @@ def clean_stale_staging(layout: Layout, name: str) -> None:
 
 
 def _register(
-    tx: Transaction, layout: Layout, sd: Systemd | None, req: CreateRequest, spec: SandboxSpec
+    tx: Transaction,
+    layout: Layout,
+    sd: Systemd | None,
+    req: CreateRequest,
+    spec: SandboxSpec,
+    *,
+    reload: bool = True,
 ) -> bool:
-    """Tell systemd (one reload), check the exposure, enable and start as asked; offline, make the
-    enable links. Returns whether the service was started."""
+    """Tell systemd (one reload, unless only new unit files were written), check the exposure, enable
+    and start as asked; offline, make the enable links. Returns whether the service was started."""
     service = service_unit(spec.name)
     if sd is None:
         if req.enable:
             enable_offline(tx, layout, [service])
         return False
-    sd.reload()
+    if reload:
+        sd.reload()
     if req.max_exposure is not None:
         score, word = exposure(service)
         if score > req.max_exposure:
@@ -365,7 +386,10 @@ def _register(
                 "choose a stricter --profile, or see: systemd-analyze security " + service,
             )
     if req.enable:
+        tx.on_rollback(lambda: sd.disable([service]))
         sd.enable(["sandbox.target", service])
+        if not reload:  # the one reload: the running sandbox.target gets its new dependency
+            sd.reload()
     if req.now:
         tx.on_rollback(lambda: _stop_quietly(sd, service))
         run_job(sd, "start", units_to_wait_for(spec))

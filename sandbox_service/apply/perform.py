@@ -226,8 +226,7 @@ def _build(run: _Run, ranges: dict[str, int]) -> None:
 def _create_one(tx: Transaction, layout: Layout, a: Action, id_base: int | None) -> SandboxSpec:
     """Make one sandbox (create's install: tree, spec, units), its range and account taken already."""
     assert a.created is not None
-    spec, _written, _copied = create.install(tx, a.created, layout, id_base=id_base)
-    return spec
+    return create.install(tx, a.created, layout, id_base=id_base).spec
 
 
 def _update_one(tx: Transaction, layout: Layout, a: Action) -> SandboxSpec:
