@@ -5,12 +5,13 @@ starts; and what a running sandbox costs PID 1, as hostlimits.py models it."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from typing import Any
 
 from sandbox_service import hostlimits
-from tests.box import BoxImage, SystemdBox, cleanup_stale_boxes
+from tests.box import STATE_PARENT, STATE_PREFIX, BoxImage, SystemdBox, cleanup_stale_boxes
 from tests.sandboxcli import BASE, UNIT_DIR, cli, reloads, show
 
 DOC = "/var/tmp/apply-test.yaml"
@@ -210,7 +211,8 @@ def test_what_a_running_sandbox_costs_pid1(box: SystemdBox, cleanup: list[str]) 
 def test_limits_refuse_a_batch_that_does_not_fit(box_image: BoxImage) -> None:
     """In a box whose PID 1 may open few files, apply refuses the whole batch up front."""
     cleanup_stale_boxes()
-    with SystemdBox(image=box_image, nspawn_options=["--rlimit=RLIMIT_NOFILE=440"]) as small:
+    state = STATE_PARENT / f"{STATE_PREFIX}{os.getpid()}-{box_image.systemd}-limits"
+    with SystemdBox(state, image=box_image, nspawn_options=["--rlimit=RLIMIT_NOFILE=440"]) as small:
         limits = json.loads(cli(small, "limits", "--json")[1])
         room = limits["room"]["default"]["sandboxes"]
         assert limits["room"]["default"]["bound_by"] == "descriptors" and 0 < room < 40
