@@ -38,6 +38,7 @@ from .plan import Action, ApplyPlan, Verb
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 JOURNAL_TAILS = 5  # sandboxes that failed to start whose journal is read (each read takes a while)
+RETRIED_RESULTS = ("dependency", "canceled")
 
 
 @dataclass(frozen=True)
@@ -324,13 +325,25 @@ def _start(run: _Run) -> None:
     start = [a for a in ok if a.start]
     owner = {u: a.name for a in restart + start for u in control.units_to_wait_for(_final_spec(a))}
     began = time.time()
-    jobs = _submit(run, "restart", [service_unit(a.name) for a in restart], owner)
+    restart_units = {service_unit(a.name) for a in restart}
+    jobs = _submit(run, "restart", sorted(restart_units), owner)
     jobs.update(
         _submit(run, "start", [u for a in start for u in control.units_to_wait_for(_final_spec(a))], owner)
     )
     if not jobs:
         return
     results = run.sd.wait(jobs, lambda done, total: run.progress("starting", done, total))
+    # A job that failed only because a job it depended on was cancelled or failed (a busy PID 1
+    # starting hundreds of units at once) gets one more try, in a second batch.
+    again = [u for u, result in results.items() if result in RETRIED_RESULTS]
+    if again:
+        verbs = {u: "restart" if u in restart_units else "start" for u in again}
+        retry = {
+            u: job
+            for verb in ("restart", "start")
+            for u, job in _submit(run, verb, [u for u in again if verbs[u] == verb], owner).items()
+        }
+        results.update(run.sd.wait(retry))
     for unit, result in results.items():
         name = owner[unit]
         if result != "done" and name not in run.errors:
