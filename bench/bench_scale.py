@@ -494,6 +494,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--max-profile", default="dense", help="profile of the sandboxes grown (default dense)"
     )
+    parser.add_argument(
+        "--max-minutes", type=float, default=120, help="stop growing after this long (default 120)"
+    )
     parser.add_argument("--skip", default="", help="sections to skip: startup,create,apply,max,maxraw")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
