@@ -128,9 +128,10 @@ def _spec_files(layout: Layout) -> Iterator[tuple[str, os.stat_result]]:
             )
     except FileNotFoundError:
         return
+    base = str(layout.sandbox_base)  # one path built, not one per sandbox: thousands of them
     for name in dirs:
         try:
-            st = os.stat(layout.sandbox_base / name / SPEC_FILE_NAME, follow_symlinks=False)
+            st = os.stat(f"{base}/{name}/{SPEC_FILE_NAME}", follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
             continue
         yield name, st

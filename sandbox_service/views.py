@@ -128,7 +128,8 @@ def _check_identities(layout: Layout, summaries: list[index.Summary]) -> None:
 
     ranges: dict[str, int] | None = None
     for s in summaries:
-        verify_name(layout.spec_file(s.name), s.name, s.spec_name)
+        if s.spec_name != s.name:
+            verify_name(layout.spec_file(s.name), s.name, s.spec_name)
         if s.id_base is not None:
             if ranges is None:
                 ranges = registry_for(layout).ranges()
