@@ -22,7 +22,7 @@ end
 
 # Security profiles: the shipped ones and the administrator's.
 function __sandbox_service_profiles
-    printf '%s\n' default strict trusted nonetwork
+    printf '%s\n' default strict trusted nonetwork dense
     for f in /usr/share/sandbox-service/profiles/*.conf /etc/sandbox-service/profiles/*.conf
         basename $f .conf
     end
@@ -41,7 +41,7 @@ function __sandbox_service_first_arg
     test $seen = 1
 end
 
-set -l commands create start stop restart reload status list logs delete upgrade profiles execute connect clone copy enable disable
+set -l commands create apply start stop restart reload status list limits logs delete upgrade profiles execute connect clone copy enable disable
 set -l c sandbox-service
 
 complete -c $c -f
@@ -56,12 +56,14 @@ complete -c $c -s h -l help -d 'Show help and exit'
 
 # Commands.
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a create -d 'Create a sandbox from a host unit or a command'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a apply -d 'Make the sandboxes what YAML documents list'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a start -d 'Start sandboxes and wait until they run'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a stop -d 'Stop sandboxes and wait until they stopped'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a restart -d 'Restart sandboxes'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a reload -d 'Reload the service inside a sandbox'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a status -d 'Show the state of a sandbox'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a list -d 'List all sandboxes with their state'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a limits -d 'Show how many more sandboxes this host can run'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a logs -d 'Show the journal of a sandbox'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a delete -d 'Stop, disable and remove sandboxes'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a upgrade -d 'Merge host updates into sandboxes, restart them'
@@ -112,8 +114,16 @@ complete -c $c -n $create -l json -d 'Machine-readable result'
 # The command after "--": a program, then files.
 complete -c $c -n "$create; and contains -- -- (commandline -opc)" -a '(__sandbox_service_after_dashdash)'
 
-# status, list
-complete -c $c -n "__fish_seen_subcommand_from status list" -l json -d 'Machine-readable output'
+# status, list, limits
+complete -c $c -n "__fish_seen_subcommand_from status list limits" -l json -d 'Machine-readable output'
+complete -c $c -n "__fish_seen_subcommand_from status" -l exposure -d 'Also score the unit with systemd-analyze security'
+
+# apply FILE|DIR
+set -l apply "__fish_seen_subcommand_from apply"
+complete -c $c -n $apply -F
+complete -c $c -n $apply -l prune -d "Delete the sandboxes of the documents' groups they no longer list"
+complete -c $c -n $apply -l dry-run -d 'Print the plan; change nothing'
+complete -c $c -n $apply -l json -d 'Machine-readable summary'
 
 # logs
 complete -c $c -n "__fish_seen_subcommand_from logs" -s f -l follow -d 'Keep printing new entries'

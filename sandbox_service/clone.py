@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import fswalk, render, selinux, specfile, tree
-from .control import load_spec, sandbox_names
+from . import fswalk, index, render, selinux, specfile, tree
+from .control import load_spec
 from .create import take_id_range
 from .identity import IdMap
 from .install import Transaction, publish_dir, refuse_existing, stage_dir, write_units
@@ -33,7 +33,7 @@ def clone(layout: Layout, src: str, dest: str) -> Cloned:
     check_name(dest)
     refuse_existing(layout, dest)
     spec = replace(source, name=dest, selinux_level=None, enabled=False, id_base=None)
-    others = [load_spec(layout, n) for n in sandbox_names(layout)]
+    others = index.summaries(layout)
     network_checks.check_host(spec, others, layout)
     online = layout.root == Path("/") and systemd_running()
     with Transaction() as tx:

@@ -7,13 +7,15 @@ leaves no half sandbox behind.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
-from . import fswalk, identity, isolation, render, security, selinux, specfile, tree
-from .control import run_job, sandbox_names, units_to_wait_for
+from . import fswalk, identity, index, isolation, render, security, selinux, specfile, tree
+from .control import check_room, run_job, units_to_wait_for
 from .discover import host as host_discovery
 from .discover import packages, related, unitnames
 from .discover.unit import Translated, translate, unit_name_for, with_overrides
@@ -65,6 +67,8 @@ class CreateRequest:
     enable: bool = False
     now: bool = False
     exist_ok: bool = False  # an existing sandbox with the same settings is success (idempotent scriptlets)
+    service: ServiceDef | None = None  # instead of a command: the service as a spec file gives it (apply)
+    apply_group: str | None = None  # made by apply, for this group of its documents
 
 
 @dataclass(frozen=True)
@@ -72,11 +76,15 @@ class Plan:
     """Everything create will do, computed without writing anything (what --dry-run shows)."""
 
     spec: SandboxSpec
-    files: dict[PurePosixPath, str]
     copies: tuple[str, ...]
     owned_dirs: tuple[tree.OwnedDir, ...]
     notes: tuple[str, ...]
     host: host_discovery.HostInfo
+
+    @functools.cached_property
+    def files(self) -> dict[PurePosixPath, str]:
+        """The unit files (rendered when asked for: create renders them again for the final spec)."""
+        return render.render(self.spec)
 
 
 @dataclass(frozen=True)
@@ -89,18 +97,30 @@ class Created:
     notes: tuple[str, ...]
 
 
-def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existing: bool = False) -> Plan:
+def plan(
+    req: CreateRequest,
+    layout: Layout,
+    sd: Systemd | None,
+    *,
+    allow_existing: bool = False,
+    others: Sequence[network_checks.Neighbour] | None = None,
+    id_base_hint: int | None = None,
+    host: host_discovery.HostInfo | None = None,
+) -> Plan:
+    """What create would do; `others`: the sandboxes to check against (default: those on disk);
+    `id_base_hint`: the provisional ID range to show (default: the one the registry would give now);
+    `host`: what the host looks like, when the caller probed it already (apply: once for all)."""
     name = check_name(req.name)
     if not allow_existing:
         refuse_existing(layout, name)
-    hostinfo = host_discovery.probe(layout.root)
+    hostinfo = host or host_discovery.probe(layout.root)
     notes: list[str] = []
     source_unit = None
     source_package = None
     pkgs = list(req.packages)
     unit_paths: list[str] = []
 
-    if req.unit and req.command:
+    if req.unit and (req.command or req.service):
         raise InvalidInput("give either --unit or a command after --, not both")
     if req.unit:
         source_unit = unit_name_for(req.unit)
@@ -134,6 +154,13 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
             group=req.group,
         )
         description = req.description or " ".join(req.command)[:80]
+    elif req.service:
+        if not req.service.exec_start:
+            raise InvalidInput("the service has no ExecStart= command")
+        if req.chroot:
+            _check_chroot(layout, req.chroot, req.service.exec_start[0].path)
+        service = req.service
+        description = req.description or " ".join(service.exec_start[0].argv)[:80]
     else:
         raise InvalidInput("nothing to run", "name a host unit with --unit UNIT, or give a command after --")
     service = with_overrides(service, req.user, req.group)
@@ -207,25 +234,27 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
         readonly_binds=() if req.chroot else hostinfo.readonly_binds,
         enabled=req.enable,
         network=req.network,
-        security=replace(chosen, directives=resolved.directives),
+        security=resolved.applied_to(chosen),
         user=req.user,
         group=req.group,
         # provisional (what --dry-run shows): _apply takes the range for real
-        id_base=identity.registry_for(layout).peek(name) if userns else None,
+        id_base=(id_base_hint or identity.registry_for(layout).peek(name)) if userns else None,
         tmpfiles=tuple(dict.fromkeys(tmpfiles)),
+        apply_group=req.apply_group,
     )
     if userns and not layout.host(isolation.PYTHON).exists():
         raise NotFound(
             f"{isolation.PYTHON} is missing: sandboxes run their commands through a Python launcher",
             "install python3 (the distribution's package), or create the sandbox with --no-user-namespace",
         )
-    others = [specfile.load(layout.spec_file(n)) for n in sandbox_names(layout) if n != name]
+    if others is None:
+        others = index.summaries(layout)  # not every spec parsed: thousands of them take seconds
     network_checks.check_host(spec, others, layout)
     if spec.service.pid_file:
         notes.append(
             f"PIDFile {spec.service.pid_file} inside is {render.service_view(spec).pid_file} on the host"
         )
-    return Plan(spec, render.render(spec), all_copies, _owned_dirs(service), tuple(notes), hostinfo)
+    return Plan(spec, all_copies, _owned_dirs(service), tuple(notes), hostinfo)
 
 
 def create(req: CreateRequest, layout: Layout) -> Created:
@@ -243,6 +272,8 @@ def create(req: CreateRequest, layout: Layout) -> Created:
         if req.exist_ok and layout.spec_file(req.name).is_file():
             return _finish_existing(req, layout, sd)
         p = plan(req, layout, sd)
+        if req.now and sd is not None:
+            check_room(sd, [p.spec])  # before anything is made: refused, the sandbox is not half made
         return _apply(p, req, layout, sd)
     finally:
         if sd is not None:
@@ -250,47 +281,67 @@ def create(req: CreateRequest, layout: Layout) -> Created:
 
 
 def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> Created:
-    spec = p.spec
     with Transaction() as tx:
-        if selinux.resolve_mode(spec.selinux):
-            registry = selinux.McsRegistry(layout.mcs_registry)
-            tx.on_rollback(lambda: registry.release(spec.name))
-            spec = replace(spec, selinux_level=registry.allocate(spec.name))
-        if spec.security.user_namespace:
-            spec = replace(spec, id_base=take_id_range(tx, layout, spec.name))
-        files = render.render(spec)
-        staging = stage_dir(tx, layout, spec.name)
-        root = staging / "root"
-        hostinfo = p.host
-        copied = 0
-        ids = IdMap(spec.id_base) if spec.id_base is not None else None
-        if spec.kind is Kind.CHROOT:
-            root.mkdir(mode=0o755)
-        else:
-            tree.make_base(root, hostinfo.usr_layout, ids)
-            base = staging / BASE_DIR_NAME
-            base.mkdir(mode=0o700)
-            for path in p.copies:
-                copied += tree.copy_path(
-                    layout.root, root, path, owner=ids.shift() if ids else fswalk.identity
-                )
-                if path.startswith("/etc/"):
-                    # the pristine copy `upgrade` merges against: what the host had when we copied
-                    tree.copy_path(layout.root, base, path)
-            tree.make_owned_dirs(root, p.owned_dirs, ids)
-            tree.write_tree_files(root, render.tree_files(spec))
-            _check_executables(spec, root, layout.root)
-        specfile.save(staging / "sandbox.yaml", spec)
-        if spec.selinux_level:
-            selinux.label_tree(staging, spec.selinux_level)
-        final = layout.sandbox_dir(spec.name)
-        publish_dir(tx, staging, final)
-        written = write_units(tx, layout, files, spec.name)
+        made = install(tx, p, layout)
         if sd is not None:
             tx.on_rollback(sd.reload)  # runs after the files are gone again
-        started = _register(tx, layout, sd, req, spec)
+        # systemd loads a unit file it has never seen when the unit is first asked for (it rebuilds
+        # its map of unit files once their directories changed): a reload is needed only when a
+        # unit file that was there already changed, such as the shared sandbox.slice
+        started = _register(tx, layout, sd, req, made.spec, reload=made.replaced_units)
         tx.commit()
-    return Created(spec, tuple(written), copied, started, sd is not None, p.notes)
+    return Created(made.spec, tuple(made.written), made.copied, started, sd is not None, p.notes)
+
+
+@dataclass(frozen=True)
+class Installed:
+    spec: SandboxSpec  # final: its ID range and MCS level taken
+    written: list[Path]  # unit files written
+    copied: int  # files copied from the host
+    replaced_units: bool  # a unit file that was there before was changed (systemd must reload)
+
+
+def install(tx: Transaction, p: Plan, layout: Layout, *, id_base: int | None = None) -> Installed:
+    """Make the sandbox of a plan on disk: its ID range and account (unless `id_base` was taken for it
+    already, with its account: apply does that for many at once), its tree, spec file and units; every
+    step undone by `tx`.  Nothing is told to systemd."""
+    spec = p.spec
+    if selinux.resolve_mode(spec.selinux):
+        registry = selinux.McsRegistry(layout.mcs_registry)
+        tx.on_rollback(lambda: registry.release(spec.name))
+        spec = replace(spec, selinux_level=registry.allocate(spec.name))
+    if spec.security.user_namespace:
+        if id_base is None:
+            id_base = take_id_range(tx, layout, spec.name)
+        spec = replace(spec, id_base=id_base)
+    files = render.render(spec)
+    staging = stage_dir(tx, layout, spec.name)
+    root = staging / "root"
+    hostinfo = p.host
+    copied = 0
+    ids = IdMap(spec.id_base) if spec.id_base is not None else None
+    if spec.kind is Kind.CHROOT:
+        root.mkdir(mode=0o755)
+    else:
+        tree.make_base(root, hostinfo.usr_layout, ids)
+        base = staging / BASE_DIR_NAME
+        base.mkdir(mode=0o700)
+        for path in p.copies:
+            copied += tree.copy_path(layout.root, root, path, owner=ids.shift() if ids else fswalk.identity)
+            if path.startswith("/etc/"):
+                # the pristine copy `upgrade` merges against: what the host had when we copied
+                tree.copy_path(layout.root, base, path)
+        tree.make_owned_dirs(root, p.owned_dirs, ids)
+        tree.write_tree_files(root, render.tree_files(spec))
+        _check_executables(spec, root, layout.root)
+    specfile.save(staging / "sandbox.yaml", spec)
+    if spec.selinux_level:
+        selinux.label_tree(staging, spec.selinux_level)
+    final = layout.sandbox_dir(spec.name)
+    publish_dir(tx, staging, final)
+    replaced = [path for path in files if os.path.lexists(layout.host(str(path)))]
+    written = write_units(tx, layout, files, spec.name)
+    return Installed(spec, written, copied, any(layout.host(str(p)) in written for p in replaced))
 
 
 def take_id_range(tx: Transaction, layout: Layout, name: str) -> int:
@@ -309,7 +360,11 @@ def _finish_existing(req: CreateRequest, layout: Layout, sd: Systemd | None) -> 
     existing = specfile.load(layout.spec_file(req.name))
     p = plan(req, layout, sd, allow_existing=True)
     wanted = replace(
-        p.spec, selinux_level=existing.selinux_level, copies=existing.copies, id_base=existing.id_base
+        p.spec,
+        selinux_level=existing.selinux_level,
+        copies=existing.copies,
+        id_base=existing.id_base,
+        apply_group=existing.apply_group,
     )
     if wanted != existing:
         raise AlreadyExists(
@@ -337,16 +392,23 @@ def clean_stale_staging(layout: Layout, name: str) -> None:
 
 
 def _register(
-    tx: Transaction, layout: Layout, sd: Systemd | None, req: CreateRequest, spec: SandboxSpec
+    tx: Transaction,
+    layout: Layout,
+    sd: Systemd | None,
+    req: CreateRequest,
+    spec: SandboxSpec,
+    *,
+    reload: bool = True,
 ) -> bool:
-    """Tell systemd (one reload), check the exposure, enable and start as asked; offline, make the
-    enable links. Returns whether the service was started."""
+    """Tell systemd (one reload, unless only new unit files were written), check the exposure, enable
+    and start as asked; offline, make the enable links. Returns whether the service was started."""
     service = service_unit(spec.name)
     if sd is None:
         if req.enable:
             enable_offline(tx, layout, [service])
         return False
-    sd.reload()
+    if reload:
+        sd.reload()
     if req.max_exposure is not None:
         score, word = exposure(service)
         if score > req.max_exposure:
@@ -356,7 +418,10 @@ def _register(
                 "choose a stricter --profile, or see: systemd-analyze security " + service,
             )
     if req.enable:
+        tx.on_rollback(lambda: sd.disable([service]))
         sd.enable(["sandbox.target", service])
+        if not reload:  # the one reload: the running sandbox.target gets its new dependency
+            sd.reload()
     if req.now:
         tx.on_rollback(lambda: _stop_quietly(sd, service))
         # what the start found missing is named for the next create: this one is rolled back

@@ -92,3 +92,15 @@ class TooExposed(SandboxError):
     """The sandbox's exposure score is above what --max-exposure allows."""
 
     exit_code = 13
+
+
+class LimitReached(SandboxError):
+    """Starting the sandboxes would exceed a limit of the host (PID 1's descriptors, mounts, namespaces)."""
+
+    exit_code = 14
+
+
+class ApplyIncomplete(SandboxError):
+    """apply did what it could, but some sandboxes failed (the summary says which and why)."""
+
+    exit_code = 15

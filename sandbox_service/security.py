@@ -8,7 +8,7 @@ The result is stored in the spec, so re-rendering never depends on profile files
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import directives
@@ -46,6 +46,12 @@ SERVICE_FAMILIES = "AF_UNIX AF_INET AF_INET6 AF_NETLINK"
 
 # Values a profile may leave for create to derive from the wrapped service (resolve()).
 PLACEHOLDERS = {"CapabilityBoundingSet": "@wrapped", "RestrictAddressFamilies": "@service"}
+# Namespaces every sandbox has that a profile may give up for density, yes or no (default yes).  Their
+# choice goes into the spec as a flag of Security (named here), not as a directive: a spec's directives
+# only harden.
+NAMESPACE_CHOICES = {"PrivateIPC": "private_ipc"}
+_YES = ("yes", "true", "on", "1")
+_NO = ("no", "false", "off", "0")
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,10 @@ class ProfileLine:
 
     def __post_init__(self) -> None:
         check_text(f"value of {self.key}", self.value)
-        if PLACEHOLDERS.get(self.key) != self.value:
+        if self.key in NAMESPACE_CHOICES:
+            if self.value not in (*_YES, *_NO):
+                raise InvalidInput(f"{self.key}={self.value}: give yes or no")
+        elif PLACEHOLDERS.get(self.key) != self.value:
             directives.check_value(self.key, self.value)
 
 
@@ -74,6 +83,11 @@ class Resolved:
     dropped: tuple[Directive, ...]  # newer than the target's systemd
     left_out: tuple[tuple[Directive, str], ...] = ()  # what the service cannot run with, and why
     notes: tuple[str, ...] = ()  # how the wrapped unit's own protections were merged in
+    private_ipc: bool = True  # the profile's PrivateIPC= (NAMESPACE_CHOICES)
+
+    def applied_to(self, chosen: Security) -> Security:
+        """The admin's choice with what it resolved to, as the spec stores it."""
+        return replace(chosen, directives=self.directives, private_ipc=self.private_ipc)
 
 
 def caps_from_mask(mask: int) -> tuple[str, ...]:
@@ -165,8 +179,11 @@ def resolve(
     per_command_mounts: bool = False,
 ) -> Resolved:
     items = []
+    private_ipc = True
     for d in profile.directives:
-        if d.value == "@wrapped":
+        if d.key == "PrivateIPC":
+            private_ipc = d.value in _YES
+        elif d.value == "@wrapped":
             items.append(Directive(d.key, " ".join(needed_capabilities(service))))
         elif d.value == "@service":
             items.append(Directive(d.key, SERVICE_FAMILIES))
@@ -190,7 +207,7 @@ def resolve(
     dropped = tuple(d for d in items if d not in kept)
     left_out = tuple((d, why) for d in kept if (why := _unfit(d, service)) is not None)
     kept = tuple(d for d in kept if all(d != other for other, _ in left_out))
-    return Resolved(kept, dropped, left_out, tuple(merge_notes))
+    return Resolved(kept, dropped, left_out, tuple(merge_notes), private_ipc)
 
 
 # Worded protections from weakest to strongest: the sandbox keeps the stronger of the profile's and the

@@ -386,6 +386,11 @@ class Security:
     ``user_namespace`` is the isolation model: True (the default of every shipped profile) runs the
     sandbox's root as the sandbox's own unprivileged host IDs, in a user namespace of its own; False runs
     it as the host's root, as the wrapped unit would (weaker, for services that need host privileges).
+
+    ``private_ipc`` is the profile's ``PrivateIPC=`` (default yes): an IPC namespace of the sandbox's
+    own.  A profile may give it up (``PrivateIPC=no``) for density: systemd keeps two descriptors per
+    running sandbox for it, and its own descriptor limit bounds how many sandboxes can run.  Recorded as a
+    flag, not a directive, since a spec's directives may only harden.
     """
 
     profile: str = "default"
@@ -393,6 +398,7 @@ class Security:
     private_users: bool | None = None
     directives: tuple[Directive, ...] = ()
     user_namespace: bool = True
+    private_ipc: bool = True
 
     def __post_init__(self) -> None:
         if not _PROFILE_RE.fullmatch(self.profile):
@@ -458,6 +464,7 @@ class SandboxSpec:
     group: str | None = None
     id_base: int | None = None  # first host ID of the sandbox's private range; None: no user namespace
     tmpfiles: tuple[str, ...] = ()  # tmpfiles.d names of its packages, applied inside at every start
+    apply_group: str | None = None  # made or last changed by `apply` for this group (apply --prune)
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -481,8 +488,20 @@ class SandboxSpec:
         for name in self.tmpfiles:
             if not re.fullmatch(r"[A-Za-z0-9_.@+-]+\.conf", name) or name.startswith("."):
                 raise InvalidInput(f"invalid tmpfiles.d name {name!r}")
+        if self.apply_group is not None:
+            check_group(self.apply_group)
         if self.id_base is not None and not self.security.user_namespace:
             raise InvalidInput("an ID range is given but the user namespace is turned off")
+
+
+def check_group(value: str) -> str:
+    """An apply group's name: what a sandbox name may be."""
+    if len(value) > NAME_MAX or not _NAME_RE.fullmatch(value):
+        raise InvalidInput(
+            f"invalid apply group {value!r}",
+            f"use at most {NAME_MAX} lowercase letters, digits, '-' and '_', starting with a letter or digit",
+        )
+    return value
 
 
 def check_id_base(value: int) -> int:

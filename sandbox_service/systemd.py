@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ UNIT_IFACE = b"org.freedesktop.systemd1.Unit"
 SERVICE_IFACE = b"org.freedesktop.systemd1.Service"
 PROPS_IFACE = b"org.freedesktop.DBus.Properties"
 JOB_TIMEOUT_SEC = 300.0
+CALL_TIMEOUT_SEC = 120.0
 
 
 def systemd_running(root: str = "/") -> bool:
@@ -183,6 +184,9 @@ class Systemd:
             )
         from pystemd.dbuslib import DBus
 
+        # sd-bus gives a method call 25 s by default; a PID 1 busy with thousands of units (a large
+        # apply on a loaded host) may take longer to answer one.  Read when a call is made.
+        os.environ.setdefault("SYSTEMD_BUS_TIMEOUT", f"{int(CALL_TIMEOUT_SEC)}s")
         self._bus = DBus()
         try:
             self._bus.open()
@@ -190,6 +194,7 @@ class Systemd:
             raise SystemdUnavailable(f"cannot connect to the system bus: {exc}") from exc
         self._subscribed = False
         self._job_results: dict[bytes, str] = {}
+        self._job_callback: Callable[..., None] | None = None
 
     def __enter__(self) -> Systemd:
         return self
@@ -229,6 +234,16 @@ class Systemd:
 
     def reload(self) -> None:
         self._manager(b"Reload")
+
+    def version(self) -> int:
+        """The running systemd's version number ("252.39-1~deb12u1" is 252)."""
+        value = _s(self._call(MANAGER_PATH, PROPS_IFACE, b"Get", b"ss", [MANAGER_IFACE, b"Version"]))
+        digits = ""
+        for ch in value:
+            if not ch.isdigit():
+                break
+            digits += ch
+        return int(digits or 0)
 
     def enable(self, unit_files: Sequence[str]) -> None:
         if unit_files:
@@ -351,6 +366,19 @@ class Systemd:
 
     def _run_jobs(self, method: bytes, units: Sequence[str]) -> None:
         """Enqueue one job per unit and wait until systemd reports each as removed, with its result."""
+        results = self.wait(self.submit(method.decode().removesuffix("Unit").lower(), units))
+        failed = [(unit, result) for unit, result in results.items() if result != "done"]
+        if failed:
+            unit, result = failed[0]
+            verb = method.decode().removesuffix("Unit").lower()
+            raise JobFailed(f"{verb} of {unit} failed (job result: {result})", unit=unit)
+
+    def submit(self, verb: str, units: Sequence[str]) -> dict[str, bytes]:
+        """Enqueue a job ("start", "stop", "restart", "reload") for each unit, without waiting; returns
+        each unit's job.  Wait for them with wait() (many batches may be submitted first)."""
+        method = {"start": b"StartUnit", "stop": b"StopUnit", "restart": b"RestartUnit"}.get(
+            verb, b"ReloadUnit"
+        )
         # The callback is registered once per connection and records into self._job_results, so
         # results of jobs that finish before their enqueue call even returns are not lost.
         if not self._subscribed:
@@ -358,34 +386,42 @@ class Systemd:
             def on_job_removed(msg: Any, error: Any = None, userdata: Any = None) -> None:
                 self._on_job_removed(msg)  # pystemd tags the callback object, so it must be a function
 
+            # pystemd hands sd-bus a pointer to the function without holding a reference to it: it must
+            # live as long as the connection does
+            self._job_callback = on_job_removed
             self._bus.match_signal(
                 SYSTEMD_BUS_NAME, MANAGER_PATH, MANAGER_IFACE, b"JobRemoved", on_job_removed
             )
             self._manager(b"Subscribe")
             self._subscribed = True
+        return {unit: self._manager(method, b"ss", unit.encode(), b"replace") for unit in units}
+
+    def wait(
+        self, jobs: dict[str, bytes], progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, str]:
+        """Each unit's job result ("done", "failed", "timeout", ...) once systemd removed its job.  A job
+        that makes no progress for JOB_TIMEOUT_SEC counts as "timeout"; the clock restarts whenever one
+        finishes, so thousands of jobs that take long together do not time out."""
         results = self._job_results
-        jobs = {unit: self._manager(method, b"ss", unit.encode(), b"replace") for unit in units}
+        pending = set(jobs.values())
+        total = len(pending)
         deadline = time.monotonic() + JOB_TIMEOUT_SEC
-        for _ in self._pump(deadline):
-            if all(job in results for job in jobs.values()):
+        while pending:
+            while not self._bus.process().is_empty():  # runs the JobRemoved callback
+                pass
+            finished = {job for job in pending if job in results}
+            if finished:
+                pending -= finished
+                deadline = time.monotonic() + JOB_TIMEOUT_SEC
+                if progress is not None:
+                    progress(total - len(pending), total)
+                continue
+            if time.monotonic() > deadline:
                 break
-        failed = [
-            (unit, results.get(job, "timeout")) for unit, job in jobs.items() if results.get(job) != "done"
-        ]
-        if failed:
-            unit, result = failed[0]
-            verb = method.decode().removesuffix("Unit").lower()
-            raise JobFailed(f"{verb} of {unit} failed (job result: {result})", unit=unit)
+            self._bus.wait(200_000)
+        return {unit: results.get(job, "timeout") for unit, job in jobs.items()}
 
     def _on_job_removed(self, msg: Any) -> None:
         msg.process_reply(False)
         _job_id, job_path, _unit, result = msg.body
         self._job_results[job_path] = _s(result)
-
-    def _pump(self, deadline: float) -> Iterator[None]:
-        """Dispatch incoming messages (running signal callbacks) until the deadline passes."""
-        while time.monotonic() < deadline:
-            while not self._bus.process().is_empty():
-                pass
-            yield
-            self._bus.wait(200_000)

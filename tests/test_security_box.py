@@ -40,7 +40,7 @@ def wait_inactive(box: SystemdBox, unit: str) -> None:
 def test_default_profile_scores_low_and_still_serves(box: SystemdBox, host_unit: str, name: str) -> None:
     cli(box, "create", name, "--unit", host_unit, "--now", "--max-exposure", "2.5")
     try:
-        status = json.loads(cli(box, "status", name, "--json")[1])
+        status = json.loads(cli(box, "status", name, "--json", "--exposure")[1])
         assert status["profile"] == "default"
         assert status["exposure"] is not None and status["exposure"] <= 2.5, status["exposure"]
         box.run(["mkdir", "-p", f"{BASE}/{name}/root/var/www/html"])
@@ -63,7 +63,7 @@ def test_strict_generic_scores_at_most_1_5(box: SystemdBox) -> None:
     cli(box, "create", "strictjob", "--profile", "strict", "--", "/usr/bin/sleep", "300")
     try:
         cli(box, "start", "strictjob")
-        status = json.loads(cli(box, "status", "strictjob", "--json")[1])
+        status = json.loads(cli(box, "status", "strictjob", "--json", "--exposure")[1])
         assert status["active_state"] == "active"
         assert status["exposure"] <= 1.5, status["exposure"]
         fields = dict(

@@ -1,7 +1,8 @@
 """Which package owns a unit file, and which /etc and /var paths that package brings (dpkg or rpm).
 
 Every query runs against the package database of the system being looked at: the host, or an image
-tree given with --root (dpkg --root / rpm --root), never a mix of the two.
+tree given with --root (rpm --root), never a mix of the two.  dpkg's database is read directly
+(dpkgdb.py: its file lists, once per process), rpm's through rpm.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from ..errors import NotFound
 from ..run import run
+from . import dpkgdb
 
 PRIVATE_PREFIXES = ("/etc/", "/var/")
 _TMPFILES_DIRS = ("/usr/lib/tmpfiles.d/", "/lib/tmpfiles.d/", "/etc/tmpfiles.d/")
@@ -41,7 +43,7 @@ class PackagePaths:
 def detect(root: Path) -> PackageManager:
     """dpkg when the tree has a dpkg database, rpm when it has an rpm one (dpkg wins on Debian, where
     the rpm tool may be installed for building packages but owns nothing)."""
-    if (root / "var/lib/dpkg/status").exists() and shutil.which("dpkg-query"):
+    if (root / "var/lib/dpkg/status").exists():  # read directly (dpkgdb): no dpkg tools needed
         return PackageManager.DPKG
     for db in ("var/lib/rpm", "usr/lib/sysimage/rpm"):
         if (root / db).is_dir() and any((root / db).iterdir()) and shutil.which("rpm"):
@@ -63,12 +65,9 @@ def _alternate_spellings(path: str) -> list[str]:
 def owner_of(pm: PackageManager, root: Path, path: str) -> str | None:
     for candidate in _alternate_spellings(path):
         if pm is PackageManager.DPKG:
-            res = run(["dpkg-query", f"--root={root}", "-S", candidate], check=False)
-            if res.returncode == 0 and res.stdout:
-                # "pkg1, pkg2: /path" -- a diversion line starts with "diversion by"
-                for line in res.stdout.splitlines():
-                    if not line.startswith("diversion"):
-                        return line.split(":", 1)[0].split(",")[0].strip()
+            found = dpkgdb.database(root).owners(candidate)
+            if found:
+                return found[0]
         elif pm is PackageManager.RPM:
             res = run(["rpm", f"--root={root}", "-qf", "--qf", "%{NAME}\n", candidate], check=False)
             if res.returncode == 0 and res.stdout.strip():
@@ -78,8 +77,11 @@ def owner_of(pm: PackageManager, root: Path, path: str) -> str | None:
 
 def _list_files(pm: PackageManager, root: Path, package: str) -> list[str]:
     if pm is PackageManager.DPKG:
-        res = run(["dpkg-query", f"--root={root}", "-L", package], check=False)
-    elif pm is PackageManager.RPM:
+        listed = dpkgdb.database(root).files(package)
+        if listed is None:
+            raise NotFound(f"package {package} is not installed", "check the name with dpkg -l")
+        return listed
+    if pm is PackageManager.RPM:
         res = run(["rpm", f"--root={root}", "-ql", package], check=False)
     else:
         return []
@@ -94,13 +96,9 @@ def _owners(pm: PackageManager, root: Path, dirs: list[str]) -> dict[str, set[st
     if not dirs:
         return owners
     if pm is PackageManager.DPKG:
-        res = run(["dpkg-query", f"--root={root}", "-S", *dirs], check=False)
-        for line in res.stdout.splitlines():
-            if line.startswith("diversion") or ": " not in line:
-                continue
-            pkgs, path = line.split(": ", 1)
-            if path in owners:
-                owners[path].update(p.strip().split(":")[0] for p in pkgs.split(","))
+        db = dpkgdb.database(root)
+        for d in dirs:
+            owners[d].update(db.owners(d))
     elif pm is PackageManager.RPM:
         res = run(["rpm", f"--root={root}", "-qf", "--qf", "%{NAME}\n", *dirs], check=False)
         # rpm prints one block of owner names per argument, in order; a directory owned by several

@@ -49,7 +49,7 @@ class UpgradeResult:
 
 
 @dataclass(frozen=True)
-class _Planned:
+class Planned:
     spec: SandboxSpec  # as on disk
     new_spec: SandboxSpec
     merge: MergePlan | None
@@ -91,7 +91,7 @@ def upgrade(
             sd.__exit__(None, None, None)
 
 
-def _plan_one(layout: Layout, spec: SandboxSpec, sd: Systemd | None) -> _Planned:
+def _plan_one(layout: Layout, spec: SandboxSpec, sd: Systemd | None) -> Planned:
     notes: list[str] = []
     new_spec = spec
     if spec.kind is Kind.UNIT and spec.source_unit:
@@ -103,9 +103,15 @@ def _plan_one(layout: Layout, spec: SandboxSpec, sd: Systemd | None) -> _Planned
             settled = security.settle(
                 spec.security, service, version, layout.host(security.ADMIN_PROFILES), spec.tmpfiles
             )
-            new_spec = replace(
-                spec, service=service, security=replace(spec.security, directives=settled.directives)
-            )
+            new_spec = replace(spec, service=service, security=settled.applied_to(spec.security))
+    return plan_change(layout, spec, new_spec, sd, notes)
+
+
+def plan_change(
+    layout: Layout, spec: SandboxSpec, new_spec: SandboxSpec, sd: Systemd | None, notes: list[str]
+) -> Planned:
+    """What upgrading `spec` (on disk) to `new_spec` changes: the merge of its /etc copies, its units,
+    whether it runs.  Reads only.  Also used by apply, which brings its new settings in this way."""
     changes = tuple(
         f.name
         for f in fields(ServiceDef)
@@ -132,7 +138,7 @@ def _plan_one(layout: Layout, spec: SandboxSpec, sd: Systemd | None) -> _Planned
                 "a change in the sandbox; the base is made from the host's files now"
             )
     running = sd is not None and sd.service_status(service_unit(spec.name)).active_state in RUNNING_STATES
-    return _Planned(spec, new_spec, plan, files, units, changes, running, tuple(notes))
+    return Planned(spec, new_spec, plan, files, units, changes, running, tuple(notes))
 
 
 def _reread_service(spec: SandboxSpec, unit: str, sd: Systemd) -> ServiceDef:
@@ -155,7 +161,7 @@ def _service_notes(old: SandboxSpec, new: SandboxSpec, changes: tuple[str, ...])
                 f"{new.source_unit} now runs with {key.capitalize()}={getattr(new.service, key) or '(none)'} "
                 f"(was {getattr(old.service, key) or '(none)'})"
             )
-    if old.security.directives != new.security.directives:
+    if old.security != new.security:
         notes.append(
             f"security profile {new.security.profile!r} resolved anew for the changed service "
             "(see the unit for its directives)"
@@ -174,28 +180,33 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _result(p: _Planned, report: MergeReport) -> SandboxUpgrade:
+def _result(p: Planned, report: MergeReport) -> SandboxUpgrade:
     return SandboxUpgrade(p.spec.name, report, p.service_changes, p.units, p.running, p.notes)
 
 
-def _apply_all(layout: Layout, planned: list[_Planned], sd: Systemd | None) -> UpgradeResult:
+def apply_change(tx: Transaction, layout: Layout, p: Planned) -> MergeReport:
+    """Write what plan_change planned for one sandbox (merge, spec, tree files, units); the spec and
+    units are undone by `tx`.  Nothing is told to systemd."""
+    spec = p.spec
+    # files first: they are consistent step by step and a rerun finishes them; the spec and the units
+    # follow, and are rolled back if systemd cannot reload
+    report = apply_merge(p.merge, selinux_level=spec.selinux_level) if p.merge else MergeReport(())
+    if p.new_spec != spec:
+        path = layout.spec_file(spec.name)
+        tx.on_rollback(functools.partial(specfile.save, path, spec))
+        specfile.save(path, p.new_spec)
+    # the launcher and its settings follow the tool's version and the re-read unit
+    tree.write_tree_files(layout.sandbox_root(spec.name), render.tree_files(p.new_spec))
+    if any(_is_unit(u) for u in p.units):
+        write_units(tx, layout, p.files, spec.name, replace=True)
+    return report
+
+
+def _apply_all(layout: Layout, planned: list[Planned], sd: Systemd | None) -> UpgradeResult:
     reports = []
     with Transaction() as tx:
         for p in planned:
-            spec = p.spec
-            # files first: they are consistent step by step and a rerun finishes them; the spec and the
-            # units follow, and are rolled back if systemd cannot reload
-            reports.append(
-                apply_merge(p.merge, selinux_level=spec.selinux_level) if p.merge else MergeReport(())
-            )
-            if p.new_spec != spec:
-                path = layout.spec_file(spec.name)
-                tx.on_rollback(functools.partial(specfile.save, path, spec))
-                specfile.save(path, p.new_spec)
-            # the launcher and its settings follow the tool's version and the re-read unit
-            tree.write_tree_files(layout.sandbox_root(spec.name), render.tree_files(p.new_spec))
-            if any(_is_unit(u) for u in p.units):
-                write_units(tx, layout, p.files, spec.name, replace=True)
+            reports.append(apply_change(tx, layout, p))
         reloaded = False
         if sd is not None and any(_is_unit(u) for p in planned for u in p.units):
             sd.reload()
