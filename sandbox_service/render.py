@@ -211,7 +211,7 @@ def render_service(spec: SandboxSpec) -> str:
             identity=_identity(spec, plan),
             unset_environment=plan.unset_environment if plan else (),
             readonly_binds=_readonly_binds(spec, plan),
-            directives=_root_relative(directives),
+            directives=_root_relative(_strict_root(spec, directives)),
             run_mount=run_mount_unit(spec.name),
             slice_unit=slice_unit(spec.name),
             selinux_context=selinux.process_context(spec.selinux_level) if spec.selinux_level else None,
@@ -243,8 +243,15 @@ HOME_TOPS = ("/home", "/root")
 def read_only_root(spec: SandboxSpec, directives: tuple[Directive, ...]) -> bool:
     """With a user namespace "/" of the root belongs to the sandbox's root, so it is mounted read-only:
     the sandbox cannot replace what the host-side start reads at its top (the usr-merge links that lead
-    to the loader, /etc, the launcher).  ProtectSystem=strict already does so."""
+    to the loader, /etc, the launcher).  ProtectSystem=strict does so, and is what the unit gets
+    (_strict_root), with the top directories the profile's own level left writable made so again."""
     return isolation.uses_user_namespace(spec) and _setting(directives, "ProtectSystem") != "strict"
+
+
+def _strict_root(spec: SandboxSpec, directives: tuple[Directive, ...]) -> tuple[Directive, ...]:
+    if not read_only_root(spec, directives):
+        return directives
+    return (*(d for d in directives if d.key != "ProtectSystem"), Directive("ProtectSystem", "strict"))
 
 
 def _setting(directives: tuple[Directive, ...], key: str) -> str:

@@ -5,7 +5,7 @@
 - configuration that debconf/ucf manages, which dpkg does not list (/var/lib/ucf/registry);
 - what maintainer scripts made for the service's account: directories under /etc, /var and /srv owned by
   the unit's User= or Group= (a cache, a log directory, generated keys);
-- what maintainer scripts name and made: paths under /etc, /var and /srv that a package's scripts
+- what maintainer scripts name and made: paths under /etc, /var, /srv and /opt that a package's scripts
   mention and that exist (a defaults file ucf installed unregistered, a database directory);
 - the configuration of what the service's packages depend on: the conffiles of their Depends= closure
   (a Java runtime reads its security settings from /etc, reached through a link in /usr).
@@ -69,7 +69,7 @@ def ucf_paths(root: Path, packages: tuple[str, ...]) -> tuple[str, ...]:
 
 
 # A path a maintainer script names: below one of these tops (at least one level down).
-_SCRIPT_PATH = re.compile(r"(?<![\w.$/])/(?:etc|var/lib|var/cache|var/log|var/spool|srv)(?:/[\w.+@-]+)+")
+_SCRIPT_PATH = re.compile(r"(?<![\w.$/])/(?:etc|var/lib|var/cache|var/log|var/spool|var/www|var/opt|srv|opt)(?:/[\w.+@-]+)+")
 # The package system's and the init system's own, which debhelper's snippets name in every package.
 _SCRIPT_NEVER = (
     "/etc/init.d", "/etc/rc0.d", "/etc/rc1.d", "/etc/rc2.d", "/etc/rc3.d", "/etc/rc4.d", "/etc/rc5.d",
