@@ -69,7 +69,8 @@ def ucf_paths(root: Path, packages: tuple[str, ...]) -> tuple[str, ...]:
 
 
 # A path a maintainer script names: below one of these tops (at least one level down).
-_SCRIPT_PATH = re.compile(r"(?<![\w.$/])/(?:etc|var/lib|var/cache|var/log|var/spool|var/www|var/opt|srv|opt)(?:/[\w.+@-]+)+")
+_SCRIPT_TOPS = "etc|var/lib|var/cache|var/log|var/spool|var/www|var/opt|srv|opt"
+_SCRIPT_PATH = re.compile(rf"(?<![\w.$/])/(?:{_SCRIPT_TOPS})(?:/[\w.+@-]+)+")
 # The package system's and the init system's own, which debhelper's snippets name in every package.
 _SCRIPT_NEVER = (
     "/etc/init.d", "/etc/rc0.d", "/etc/rc1.d", "/etc/rc2.d", "/etc/rc3.d", "/etc/rc4.d", "/etc/rc5.d",
