@@ -10,9 +10,13 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from sandbox_service import hostlimits
 from tests.box import STATE_PARENT, STATE_PREFIX, BoxImage, SystemdBox, cleanup_stale_boxes
 from tests.sandboxcli import BASE, UNIT_DIR, cli, reloads, show
+
+pytestmark = pytest.mark.box
 
 DOC = "/var/tmp/apply-test.yaml"
 SLEEP = "{exec_start: [{path: /usr/bin/sleep, argv: [sleep, infinity]}]}"
@@ -66,8 +70,8 @@ sandboxes:
     assert show(box, "sandbox-ap-a.service", "ActiveState") == "active"
     assert show(box, "sandbox-ap-b.service", "ActiveState") == "inactive"
     assert show(box, "sandbox-ap-web.service", "UnitFileState") == "enabled"
-    served = box.run(["curl", "-sS", "--max-time", "5", "http://127.0.0.1:18080/"], check=False)
-    assert served.returncode == 0 and "nginx" in served.stdout
+    served = box.run(["curl", "-sS", "-D", "-", "--max-time", "5", "http://127.0.0.1:18080/"], check=False)
+    assert served.returncode == 0 and "Server: nginx" in served.stdout and "</html>" in served.stdout
     spec = box.read_file(f"{BASE}/ap-a/sandbox.yaml")
     assert "apply_group: t-apply" in spec
     id_base = next(line.split()[1] for line in spec.splitlines() if line.startswith("id_base:"))
