@@ -80,3 +80,10 @@ def test_admin_profiles_and_bad_profiles(tmp_path: Path) -> None:
 def test_capability_masks() -> None:
     assert security.caps_from_mask(1 << 10 | 1 << 21) == ("CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN")
     assert len(security.caps_from_mask(security.ALL_CAPS_MASK)) == len(security.CAPABILITIES)
+
+
+def test_the_launcher_numbers_capabilities_as_the_tool_does() -> None:
+    """launcher.py stands alone (it is copied into each root), so it keeps its own copy of the table."""
+    from sandbox_service import launcher
+
+    assert launcher.CAPABILITIES == security.CAPABILITIES
