@@ -15,7 +15,8 @@ import typer.core
 from . import __version__, control
 from .create import CreateRequest, create, plan
 from .errors import SandboxError
-from .install import ensure_root
+from .install import ensure_root, undo_failures
+from .locks import LockPolicy
 from .network.model import parse as parse_network
 from .paths import Layout
 from .spec import Limits, SELinuxMode
@@ -58,6 +59,14 @@ def _layout() -> Layout:
 
 def _need_root() -> None:
     ensure_root()
+
+
+def _lock(no_wait: bool) -> LockPolicy:
+    """Waiting for another run is said on stderr, once; --no-wait makes it an error (errors.Busy)."""
+    return LockPolicy(wait=not no_wait, on_wait=lambda text: typer.echo(f"sandbox-service: {text}", err=True))
+
+
+NO_WAIT_HELP = "Fail at once (exit status 14) if another sandbox-service is changing the sandbox."
 
 
 def _print_json(data: Any) -> None:
@@ -207,6 +216,7 @@ def create_cmd(
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print every file create would write."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable result."),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
 ) -> None:
     """Create a sandbox from a host unit (--unit) or from a command (after --)."""
     cmd = tuple(command or ())
@@ -255,7 +265,7 @@ def create_cmd(
             typer.echo(f"  {c}")
         return
     _need_root()
-    result = create(req, layout)
+    result = create(req, layout, _lock(no_wait))
     if as_json:
         _print_json(
             {
@@ -334,12 +344,13 @@ def connect_cmd(
 def clone_cmd(
     src: str = typer.Argument(..., help="The sandbox to copy.", metavar="SOURCE"),
     dest: str = typer.Argument(..., help="Name of the new sandbox.", metavar="DEST"),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
 ) -> None:
     """Make a new, stopped sandbox from an existing one (private data copied, units rendered anew)."""
     from .clone import clone
 
     _need_root()
-    result = clone(_layout(), src, dest)
+    result = clone(_layout(), src, dest, _lock(no_wait))
     name = result.spec.name
     for skipped in result.skipped[:SHOWN_SKIPPED]:
         typer.echo(f"left out {skipped.path}: {skipped.reason}")
@@ -351,10 +362,11 @@ def clone_cmd(
 @app.command("enable")
 def enable_cmd(
     names: list[str] = typer.Argument(..., help="Sandboxes to start at boot.", metavar="NAME"),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
 ) -> None:
     """Start sandboxes at boot (wanted by sandbox.target). Works offline with --root."""
     _need_root()
-    online = control.set_enabled(_layout(), names, True)
+    online = control.set_enabled(_layout(), names, True, lock=_lock(no_wait))
     if not online:
         typer.echo("systemd is not running here: the sandboxes will start at the next boot.")
 
@@ -362,10 +374,11 @@ def enable_cmd(
 @app.command("disable")
 def disable_cmd(
     names: list[str] = typer.Argument(..., help="Sandboxes not to start at boot.", metavar="NAME"),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
 ) -> None:
     """Stop starting sandboxes at boot (a running one keeps running). Works offline with --root."""
     _need_root()
-    control.set_enabled(_layout(), names, False)
+    control.set_enabled(_layout(), names, False, lock=_lock(no_wait))
 
 
 @app.command("start")
@@ -473,12 +486,18 @@ def delete_cmd(
     keep_data: bool = typer.Option(
         False, "--keep-data", help="Keep /var/lib/sandbox-service/NAME (spec and root)."
     ),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
 ) -> None:
-    """Stop, disable and remove sandboxes (units, and their directory unless --keep-data)."""
+    """Stop, disable and remove sandboxes (units, and their directory unless --keep-data). Also removes \
+whatever an interrupted create, clone or delete left of a sandbox."""
     _need_root()
-    control.delete(_layout(), names, keep_data)
-    for n in names:
-        typer.echo(f"Deleted sandbox {n}.")
+    for d in control.delete(_layout(), names, keep_data, lock=_lock(no_wait)):
+        if d.complete:
+            typer.echo(f"Deleted sandbox {d.name}.")
+        else:
+            typer.echo(f"Removed what interrupted runs had left of sandbox {d.name}:")
+            for what in d.removed:
+                typer.echo(f"  {what}")
 
 
 @app.command(
@@ -501,6 +520,7 @@ def upgrade_cmd(
         False, "--dry-run", help="List what would change; write nothing, restart nothing."
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable result."),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
 ) -> None:
     """Bring sandboxes up to date after the host's packages were updated.
 
@@ -513,7 +533,13 @@ sandboxes."""
 
     _need_root()  # the merge base (NAME/base) is readable by root only, so --dry-run needs root too
     layout = _layout()
-    result = upgrade(layout, names or [], all_sandboxes=all_sandboxes, dry_run=dry_run)
+    result = upgrade(layout, names or [], all_sandboxes=all_sandboxes, dry_run=dry_run, lock=_lock(no_wait))
+    if not as_json:
+        for name in result.skipped:
+            typer.echo(
+                f"{name}: skipped: the run that made it was interrupted "
+                f"(finish it with the same create command, or: sandbox-service delete {name})"
+            )
     if not as_json and not result.sandboxes:
         typer.echo("No sandboxes.")
     elif not as_json:
@@ -556,6 +582,7 @@ sandboxes."""
                 "online": result.online,
                 "dry_run": result.dry_run,
                 "reloaded": result.reloaded,
+                "skipped": list(result.skipped),
                 "sandboxes": [
                     {
                         "name": s.name,
@@ -594,6 +621,8 @@ def main() -> None:
         if _State.debug:
             traceback.print_exc()
         print(f"sandbox-service: error: {exc.message}", file=sys.stderr)
+        for problem in undo_failures(exc):
+            print(f"could not undo: {problem}", file=sys.stderr)
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
         journal = getattr(exc, "journal", ())

@@ -6,26 +6,24 @@ it handles.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal
 
-from . import identity, render, selinux, specfile
+from . import identity, locks, recovery, render, selinux, specfile
 from .errors import InvalidInput, JobFailed, NotFound
 from .exposure import exposure
-from .install import Transaction, enable_offline, remove_enable_links, remove_units
+from .install import Transaction, enable_offline, remove_enable_links
 from .journal import tail
+from .locks import LockPolicy
 from .network.model import describe as describe_network
 from .network.units import publish_units
-from .paths import SPEC_FILE_NAME, Layout, runtime_dir_path, service_unit, slice_unit, unit_base
+from .paths import SPEC_FILE_NAME, Layout, service_unit, slice_unit, unit_base
 from .run import run_interactive
 from .spec import SandboxSpec, check_name
 from .systemd import Systemd, systemd_running
-from .tree import remove_tree
 
 
 @dataclass(frozen=True)
@@ -183,54 +181,35 @@ def list_sandboxes(layout: Layout) -> list[ListEntry]:
     return out
 
 
-def delete(layout: Layout, names: Sequence[str], keep_data: bool = False) -> list[Path]:
-    """Stop, disable and remove units, reload once, then remove the sandbox directories."""
-    specs = [load_spec(layout, n) for n in names]
-    unit_paths: dict[str, list[PurePosixPath]] = {}
-    for s in specs:
-        unit_paths[s.name] = [p for p in render.render(s) if p.name not in render.STATIC_UNITS]
-    online = layout.root == Path("/") and systemd_running()
-    removed: list[Path] = []
-    if online:
-        with Systemd() as sd:
-            services = [service_unit(s.name) for s in specs]
-            # stopping the slice too unloads it; everything of the sandbox runs inside it.  A sandbox
-            # whose units are gone already (delete --keep-data, then delete: a package's purge) has
-            # nothing to stop or disable, and systemd refuses to stop a unit it cannot load.
-            in_memory = {u.name: u for u in sd.list_units(services + [slice_unit(s.name) for s in specs])}
-            to_stop = [
-                name
-                for name, u in in_memory.items()
-                if u.load_state == "loaded" or u.active_state not in ("inactive", "failed")
-            ]
-            if to_stop:
-                run_job(sd, "stop", to_stop)
-            sd.disable([svc for svc in services if os.path.lexists(layout.unit_dir / svc)])
-            for s in specs:
-                removed += remove_units(layout, unit_paths[s.name], s.name)
-            sd.reload()
-            for svc in services:
-                sd.reset_failed(svc)
-    else:
-        for s in specs:
-            remove_enable_links(layout, service_unit(s.name))
-            removed += remove_units(layout, unit_paths[s.name], s.name)
-    if not keep_data:
-        registry = selinux.McsRegistry(layout.mcs_registry)
-        ids = identity.registry_for(layout)
-        for s in specs:
-            remove_tree(layout.sandbox_dir(s.name))
-            removed.append(layout.sandbox_dir(s.name))
-            if s.selinux_level:
-                registry.release(s.name)  # the pair is free once no file carries it any more
-            if s.id_base is not None:  # the same for the ID range: no file is owned by it any more
-                identity.remove_account(layout, s.name)
-                ids.release(s.name)
-    for s in specs:
-        # systemd leaves the empty mount point of the sandbox's /run behind when it unmounts it
-        with contextlib.suppress(OSError):
-            layout.host(runtime_dir_path(s.name)).rmdir()
-    return removed
+@dataclass(frozen=True)
+class Deleted:
+    name: str
+    complete: bool  # it was a sandbox; False: only what interrupted runs had left of one
+    removed: tuple[str, ...]  # what was found and removed, as phrases
+
+
+def delete(
+    layout: Layout, names: Sequence[str], keep_data: bool = False, *, lock: LockPolicy | None = None
+) -> list[Deleted]:
+    """Stop, disable and remove units, reload once, then remove the sandbox directories, registry
+    entries and host accounts: everything the sandboxes hold, found by looking (recovery.py), so a
+    sandbox whose create or delete was cut short at any step is removed as well as a complete one."""
+    chosen = list(dict.fromkeys(check_name(n) for n in names))
+    with locks.sandboxes(layout, chosen, policy=lock):
+        found = []
+        for n in chosen:
+            if recovery.is_complete(layout, n):
+                load_spec(layout, n)  # refuses a spec that names another sandbox or its ID range
+            traces = recovery.find_traces(layout, n)
+            if traces.empty:
+                raise NotFound(f"no sandbox named {n!r}", "list the sandboxes with: sandbox-service list")
+            found.append(traces)
+        if layout.root == Path("/") and systemd_running():
+            with Systemd() as sd:
+                recovery.remove_traces(layout, found, sd, keep_data=keep_data)
+        else:
+            recovery.remove_traces(layout, found, None, keep_data=keep_data)
+    return [Deleted(t.name, t.complete, tuple(t.describe())) for t in found]
 
 
 def execute(layout: Layout, name: str, command: tuple[str, ...], *, interactive: bool) -> int:
@@ -243,11 +222,18 @@ def execute(layout: Layout, name: str, command: tuple[str, ...], *, interactive:
     return run_interactive(systemd_run_argv(spec, command, interactive=interactive, main_pid=main_pid))
 
 
-def set_enabled(layout: Layout, names: Sequence[str], enabled: bool) -> bool:
+def set_enabled(
+    layout: Layout, names: Sequence[str], enabled: bool, *, lock: LockPolicy | None = None
+) -> bool:
     """Enable or disable sandboxes at boot (through sandbox.target); returns whether systemd was told.
 
     Offline (--root, or no systemd running) the links are made and removed the way
     `systemctl --root=DIR enable` does."""
+    with locks.sandboxes(layout, names, policy=lock):
+        return _set_enabled(layout, names, enabled)
+
+
+def _set_enabled(layout: Layout, names: Sequence[str], enabled: bool) -> bool:
     specs = [load_spec(layout, n) for n in names]
     services = [service_unit(s.name) for s in specs]
     online = layout.root == Path("/") and systemd_running()

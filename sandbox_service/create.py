@@ -12,16 +12,33 @@ import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
-from . import fswalk, identity, isolation, render, security, selinux, specfile, tree
-from .control import run_job, sandbox_names, units_to_wait_for
+from . import fswalk, identity, isolation, locks, recovery, render, security, selinux, specfile, tree
+from .control import load_spec, run_job, sandbox_names, units_to_wait_for
 from .discover import host as host_discovery
 from .discover import packages, unitnames
 from .discover.unit import service_def_from_settings, unit_name_for, with_overrides
 from .discover.unitfile import load_unit_settings
-from .errors import AlreadyExists, DiscoveryFailed, InvalidInput, NotFound, SystemdUnavailable, TooExposed
+from .errors import (
+    AlreadyExists,
+    DiscoveryFailed,
+    InvalidInput,
+    NotFound,
+    SandboxError,
+    SystemdUnavailable,
+    TooExposed,
+)
 from .exposure import exposure
 from .identity import IdMap
-from .install import Transaction, enable_offline, publish_dir, refuse_existing, stage_dir, write_units
+from .install import (
+    Transaction,
+    enable_offline,
+    full_disk_error,
+    publish_dir,
+    refuse_existing,
+    stage_dir,
+    write_units,
+)
+from .locks import LockPolicy
 from .network import checks as network_checks
 from .network.model import NetworkSpec
 from .paths import BASE_DIR_NAME, Layout, service_unit
@@ -196,7 +213,10 @@ def plan(req: CreateRequest, layout: Layout, sd: Systemd | None, *, allow_existi
     return Plan(spec, render.render(spec), all_copies, _owned_dirs(service), tuple(notes), hostinfo)
 
 
-def create(req: CreateRequest, layout: Layout) -> Created:
+def create(req: CreateRequest, layout: Layout, lock: LockPolicy | None = None) -> Created:
+    """Make the sandbox, holding its lock.  What an interrupted run left of a sandbox of that name is
+    removed first (recovery.py); --exist-ok finishes a complete one (units, registration)."""
+    name = check_name(req.name)
     online = layout.root == Path("/") and systemd_running()
     if req.now and not online:
         raise SystemdUnavailable("--now needs a running systemd", "drop --now, or run on the booted system")
@@ -205,16 +225,29 @@ def create(req: CreateRequest, layout: Layout) -> Created:
             "--max-exposure needs the running systemd to score the unit",
             "drop it here, and check the score on the booted system with: sandbox-service status NAME",
         )
-    sd = Systemd() if online else None
-    try:
-        clean_stale_staging(layout, req.name)
-        if req.exist_ok and layout.spec_file(req.name).is_file():
-            return _finish_existing(req, layout, sd)
-        p = plan(req, layout, sd)
-        return _apply(p, req, layout, sd)
-    finally:
-        if sd is not None:
-            sd.__exit__(None, None, None)
+    with locks.sandboxes(layout, [name], policy=lock):
+        sd = Systemd() if online else None
+        try:
+            if recovery.is_complete(layout, name):
+                if req.exist_ok:
+                    return _finish_existing(req, layout, sd)
+                refuse_existing(layout, name)
+            notes = []
+            traces = recovery.find_traces(layout, name)
+            if not traces.empty:
+                recovery.remove_traces(layout, [traces], sd)
+                notes.append("removed what an interrupted run had left: " + "; ".join(traces.describe()))
+            p = plan(req, layout, sd)
+            created = _apply(p, req, layout, sd)
+            return replace(created, notes=(*notes, *created.notes))
+        except (SandboxError, OSError) as exc:
+            full = full_disk_error(exc, layout, name)
+            if full is None:
+                raise
+            raise full from exc
+        finally:
+            if sd is not None:
+                sd.__exit__(None, None, None)
 
 
 def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> Created:
@@ -252,13 +285,24 @@ def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> C
         if spec.selinux_level:
             selinux.label_tree(staging, spec.selinux_level)
         final = layout.sandbox_dir(spec.name)
-        publish_dir(tx, staging, final)
-        written = write_units(tx, layout, files, spec.name)
+        publish_checked(tx, layout, spec, staging, final)
         if sd is not None:
-            tx.on_rollback(sd.reload)  # runs after the files are gone again
+            tx.on_rollback(sd.reload)  # undone in reverse order: runs once the unit files are gone again
+        written = write_units(tx, layout, files, spec.name)
         started = _register(tx, layout, sd, req, spec)
+        recovery.mark_complete(final)
         tx.commit()
     return Created(spec, tuple(written), copied, started, sd is not None, p.notes)
+
+
+def publish_checked(tx: Transaction, layout: Layout, spec: SandboxSpec, staging: Path, final: Path) -> None:
+    """Put a staged sandbox in place, after checking again, under the host lock, what it shares with the
+    other sandboxes (published ports): a sandbox published meanwhile is seen, and none can follow
+    until this one is in place."""
+    with locks.host(layout):
+        others = [specfile.load(layout.spec_file(n)) for n in sandbox_names(layout) if n != spec.name]
+        network_checks.check_host(spec, others, layout)
+        publish_dir(tx, staging, final)
 
 
 def take_id_range(tx: Transaction, layout: Layout, name: str) -> int:
@@ -273,8 +317,9 @@ def take_id_range(tx: Transaction, layout: Layout, name: str) -> int:
 
 def _finish_existing(req: CreateRequest, layout: Layout, sd: Systemd | None) -> Created:
     """create --exist-ok on a sandbox that exists: success when it has the settings asked for, after
-    finishing whatever an interrupted run left undone (units, enable links, registration)."""
-    existing = specfile.load(layout.spec_file(req.name))
+    finishing whatever an interrupted run left undone (units, enable links, registration) and removing
+    what killed runs left beside it (staging directories, temp files, units it no longer has)."""
+    existing = load_spec(layout, req.name)
     p = plan(req, layout, sd, allow_existing=True)
     wanted = replace(
         p.spec, selinux_level=existing.selinux_level, copies=existing.copies, id_base=existing.id_base
@@ -284,24 +329,16 @@ def _finish_existing(req: CreateRequest, layout: Layout, sd: Systemd | None) -> 
             f"sandbox {req.name!r} exists with different settings",
             f"see: sandbox-service create {req.name} ... --dry-run; delete it first to change them",
         )
+    recovery.remove_side_dirs(layout, existing.name)
+    files = render.render(existing)
     with Transaction() as tx:
-        written = write_units(tx, layout, render.render(existing), existing.name, replace=True)
+        written = write_units(tx, layout, files, existing.name, replace=True)
+        recovery.remove_stray_units(layout, existing.name, files)
         started = _register(tx, layout, sd, req, existing)
         tx.commit()
     return Created(
         existing, tuple(written), 0, started, sd is not None, ("already existed with these settings",)
     )
-
-
-def clean_stale_staging(layout: Layout, name: str) -> None:
-    """Remove staging directories of runs that were interrupted (their process is gone)."""
-    base = layout.sandbox_base
-    if not base.is_dir():
-        return
-    for d in base.glob(f".{name}.staging-*"):
-        pid = d.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            tree.remove_tree(d)
 
 
 def _register(
@@ -324,6 +361,7 @@ def _register(
                 "choose a stricter --profile, or see: systemd-analyze security " + service,
             )
     if req.enable:
+        tx.on_rollback(lambda: sd.disable([service]))  # while its unit file is still there
         sd.enable(["sandbox.target", service])
     if req.now:
         tx.on_rollback(lambda: _stop_quietly(sd, service))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class SandboxError(Exception):
     """Base error: a one-line message plus an optional hint telling the user what to do."""
@@ -92,3 +94,27 @@ class TooExposed(SandboxError):
     """The sandbox's exposure score is above what --max-exposure allows."""
 
     exit_code = 13
+
+
+class Busy(SandboxError):
+    """Another run of the tool is changing the same sandbox, and --no-wait said not to wait for it."""
+
+    exit_code = 14
+
+
+class NoSpace(SandboxError):
+    """A file system filled up (or a quota ran out) while the command was writing."""
+
+    exit_code = 15
+
+
+def no_space(exc: BaseException) -> OSError | None:
+    """The ENOSPC/EDQUOT error that caused `exc` (itself, or one it was raised from), if any."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno in (errno.ENOSPC, errno.EDQUOT):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None

@@ -156,6 +156,7 @@ class Systemd:
             raise SystemdUnavailable(f"cannot connect to the system bus: {exc}") from exc
         self._subscribed = False
         self._job_results: dict[bytes, str] = {}
+        self._job_callback: Any = None
 
     def __enter__(self) -> Systemd:
         return self
@@ -212,6 +213,12 @@ class Systemd:
         """Every loaded unit matching the patterns, from one D-Bus call."""
         rows = self._manager(b"ListUnitsByPatterns", b"asas", [], [p.encode() for p in patterns])
         return [UnitState(_s(r[0]), _s(r[2]), _s(r[3]), _s(r[4])) for r in rows]
+
+    def stale_units(self, patterns: Sequence[str]) -> list[str]:
+        """Loaded units matching the patterns whose files changed since systemd read them (a reload is
+        due: NeedDaemonReload), e.g. after a run that wrote them was killed before it reloaded."""
+        rows = self._manager(b"ListUnitsByPatterns", b"asas", [], [p.encode() for p in patterns])
+        return [_s(r[0]) for r in rows if self._get_all(r[6], UNIT_IFACE).get(b"NeedDaemonReload")]
 
     # -- units -------------------------------------------------------------------------------------
 
@@ -312,6 +319,9 @@ class Systemd:
             def on_job_removed(msg: Any, error: Any = None, userdata: Any = None) -> None:
                 self._on_job_removed(msg)  # pystemd tags the callback object, so it must be a function
 
+            # pystemd does not keep the callback alive: without this reference it is freed when this
+            # call returns, and the signals of a second batch of jobs crash the process
+            self._job_callback = on_job_removed
             self._bus.match_signal(
                 SYSTEMD_BUS_NAME, MANAGER_PATH, MANAGER_IFACE, b"JobRemoved", on_job_removed
             )

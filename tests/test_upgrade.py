@@ -349,13 +349,15 @@ def test_a_symlinked_etc_in_the_sandbox_is_never_written_through(t: Trees, tmp_p
     assert snapshot(outside) == before
 
 
-def test_a_deep_tree_planted_at_the_temporary_name_is_removed_without_recursion(t: Trees) -> None:
-    """The temporary name is predictable (it carries the PID): a sandbox can put a directory there, as
-    deep as it likes; the merge removes it by descriptor, iteratively, and writes its file."""
+def test_temporary_files_never_live_in_the_sandboxs_tree(t: Trees) -> None:
+    """New files are written in the merge's work directory (root's, beside the trees) and renamed into
+    place: an entry the sandbox plants at the name earlier versions used for their temporary file, as
+    deep as it likes, is the sandbox's own and stays; the work directory is gone afterwards."""
     t.create()
     write(t.host, "etc/app/mime.types", "text/plain txt text\n")
+    planted = f".sandbox-service-upgrade-{os.getpid()}"
     fd = os.open(t.sandbox / "etc/app", os.O_RDONLY | os.O_DIRECTORY)
-    for name in [f".sandbox-service-upgrade-{os.getpid()}"] + ["d"] * 2999:
+    for name in [planted] + ["d"] * 2999:
         os.mkdir(name, dir_fd=fd)
         sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
         os.close(fd)
@@ -365,7 +367,8 @@ def test_a_deep_tree_planted_at_the_temporary_name_is_removed_without_recursion(
         report = t.merge()
         assert report.entries == (("/etc/app/mime.types", Action.UPDATED),)
         assert (t.sandbox / "etc/app/mime.types").read_text() == "text/plain txt text\n"
-        assert sorted(os.listdir(t.sandbox / "etc/app")) == sorted(os.listdir(t.host / "etc/app"))
+        assert sorted(os.listdir(t.sandbox / "etc/app")) == sorted([*os.listdir(t.host / "etc/app"), planted])
+        assert sorted(os.listdir(t.sandbox.parent)) == ["base", "host", "sandbox"]
     finally:  # pytest's own clean-up of tmp_path recurses: it must not meet the tree if this failed
         subprocess.run(["rm", "-rf", "--one-file-system", str(t.sandbox)], check=True)
 
