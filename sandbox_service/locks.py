@@ -207,20 +207,26 @@ def holder_of(fd: int) -> str:
     """' (PID n: its command line)' for the process that holds the lock on fd's file, or '' when
     /proc/locks does not say (another PID namespace, or it was released meanwhile)."""
     st = os.fstat(fd)
-    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
     try:
         with open("/proc/locks", encoding="ascii", errors="replace") as f:
             lines = f.read().splitlines()
     except OSError:
         return ""
+    found: list[tuple[bool, str]] = []
     for line in lines:
         fields = line.split()
         # "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; a waiter's line has "->" after the number
-        if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK" or fields[5] != key:
+        if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK" or not fields[4].isdigit():
             continue
-        pid = fields[4]
-        return f" (PID {pid}: {_command_of(pid)})" if pid.isdigit() else ""
-    return ""
+        dev, _, ino = fields[5].rpartition(":")
+        if ino == str(st.st_ino):
+            # on overlayfs the lock is on the file below, whose device differs from what fstat says
+            found.append((dev != device, fields[4]))
+    if not found:
+        return ""
+    pid = min(found)[1]
+    return f" (PID {pid}: {_command_of(pid)})"
 
 
 def _command_of(pid: str) -> str:
