@@ -80,6 +80,7 @@ def sweep(points: Sequence[Step], one: Callable[[int, Step], None], reset: Calla
     """Kill at each point and recover.  A run whose calls differ from the recorded ones (systemd was slow
     and the tool polled once more, say) is tried again once, from a clean state; twice is a failure."""
     assert points, "no steps recorded"
+    print(f"killing at {len(points)} steps")  # shown with pytest -s
     for i, step in enumerate(points):
         for attempt in (1, 2):
             try:
