@@ -344,13 +344,17 @@ def _finish_existing(req: CreateRequest, layout: Layout, sd: Systemd | None) -> 
 def _register(
     tx: Transaction, layout: Layout, sd: Systemd | None, req: CreateRequest, spec: SandboxSpec
 ) -> bool:
-    """Tell systemd (one reload), check the exposure, enable and start as asked; offline, make the
-    enable links. Returns whether the service was started."""
+    """Enable as asked, tell systemd (one reload), check the exposure, start as asked; offline, make
+    the enable links. Returns whether the service was started."""
     service = service_unit(spec.name)
     if sd is None:
         if req.enable:
             enable_offline(tx, layout, [service])
         return False
+    if req.enable:
+        tx.on_rollback(lambda: sd.disable([service]))  # while its unit file is still there
+        sd.enable(["sandbox.target", service])
+    # after enabling: systemd 257 counts new enable links as a change on disk that needs a reload
     sd.reload()
     if req.max_exposure is not None:
         score, word = exposure(service)
@@ -360,9 +364,6 @@ def _register(
                 f"above --max-exposure {req.max_exposure}; nothing was kept",
                 "choose a stricter --profile, or see: systemd-analyze security " + service,
             )
-    if req.enable:
-        tx.on_rollback(lambda: sd.disable([service]))  # while its unit file is still there
-        sd.enable(["sandbox.target", service])
     if req.now:
         tx.on_rollback(lambda: _stop_quietly(sd, service))
         run_job(sd, "start", units_to_wait_for(spec))

@@ -179,7 +179,7 @@ ORIGINAL = "/root/fault-nginx-etc"
 HOST_CHANGES = f"""
 set -e
 printf '\\n# changed on the host by the fault test\\n' >> /etc/nginx/mime.types
-printf 'server_tokens off;\\n' > /etc/nginx/conf.d/fault.conf
+printf 'log_format fault_test "$remote_addr";\\n' > /etc/nginx/conf.d/fault.conf
 printf 'map $uri $fault {{ default 1; }}\\n' > /etc/nginx/conf.d/fault-map.conf
 rm /etc/nginx/koi-win
 mkdir -p {DROPIN.rsplit("/", 1)[0]}
