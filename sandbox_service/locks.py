@@ -69,23 +69,44 @@ def sandboxes(
     policy = policy or LockPolicy()
     modes = {check_name(n): True for n in shared}
     modes.update({check_name(n): False for n in names})
-    held: list[_Held] = []
-    try:
+    with contextlib.ExitStack() as stack:
         for name in sorted(modes):
-            held.append(_acquire(sandbox_lock_path(layout, name), modes[name], policy, f"sandbox {name!r}"))
+            stack.enter_context(
+                _holding(sandbox_lock_path(layout, name), modes[name], policy, f"sandbox {name!r}")
+            )
         yield
-    finally:
-        for h in reversed(held):
-            _release(h)
 
 
 @contextlib.contextmanager
 def host(layout: Layout, policy: LockPolicy | None = None) -> Iterator[None]:
     """Hold the host lock: short steps that must not interleave with another sandbox's."""
-    held = _acquire(host_lock_path(layout), False, policy or LockPolicy(), "the sandboxes' shared state")
+    with _holding(host_lock_path(layout), False, policy or LockPolicy(), "the sandboxes' shared state"):
+        yield
+
+
+# The locks this process holds, by path: a command run inside another that holds the lock already (apply
+# creating or upgrading a sandbox, say) holds it once more instead of waiting for itself.
+_HELD: dict[Path, tuple[_Held, bool, int]] = {}
+
+
+@contextlib.contextmanager
+def _holding(path: Path, shared: bool, policy: LockPolicy, what: str) -> Iterator[None]:
+    if path in _HELD:
+        held, was_shared, count = _HELD[path]
+        if was_shared and not shared:
+            raise RuntimeError(f"{what}: its lock is held shared by this process, not exclusively")
+        _HELD[path] = (held, was_shared, count + 1)
+        try:
+            yield
+        finally:
+            _HELD[path] = (held, was_shared, count)
+        return
+    held = _acquire(path, shared, policy, what)
+    _HELD[path] = (held, shared, 1)
     try:
         yield
     finally:
+        del _HELD[path]
         _release(held)
 
 

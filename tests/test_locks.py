@@ -121,8 +121,6 @@ def test_a_waiter_whose_lock_file_was_removed_locks_the_new_one(layout: Layout) 
     with locks.sandboxes(layout, ["web"]):
         assert holder.proc.wait() == 0
         assert _locked_by_me(path)
-        with pytest.raises(Busy), locks.sandboxes(layout, ["web"], policy=NO_WAIT):
-            pass
 
 
 def _locked_by_me(path: Path) -> bool:
@@ -130,3 +128,18 @@ def _locked_by_me(path: Path) -> bool:
     ino = str(os.stat(path).st_ino)
     rows = [line.split() for line in Path("/proc/locks").read_text().splitlines()]
     return any("->" not in r and r[4] == str(os.getpid()) and r[5].endswith(":" + ino) for r in rows)
+
+
+def test_a_command_inside_another_holds_the_lock_again_instead_of_waiting_for_itself(layout: Layout) -> None:
+    """apply, say, holds a sandbox's lock and runs create or upgrade, which take it too."""
+    with locks.sandboxes(layout, ["web"]), locks.sandboxes(layout, ["web"], policy=NO_WAIT):
+        with locks.sandboxes(layout, [], shared=["web"], policy=NO_WAIT):
+            pass
+        assert locks.sandbox_lock_path(layout, "web").exists()  # still held by the outer one
+    assert not locks.lock_dir(layout).exists()
+    with (
+        locks.sandboxes(layout, [], shared=["src"]),
+        pytest.raises(RuntimeError),
+        locks.sandboxes(layout, ["src"]),
+    ):
+        pass
