@@ -23,7 +23,6 @@ start-up alone (``python -m sandbox_service --version``).  Nothing here asserts 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import statistics
@@ -34,29 +33,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _path in (REPO, REPO / "bench"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-from sandbox_service.discover.host import usr_layout  # noqa: E402
-from sandbox_service.tree import BASE_DIRS, BASE_LINKS  # noqa: E402
+import rawsandbox  # noqa: E402
+
+from sandbox_service.spec import ID_BASE_END, ID_RANGE_SIZE, SandboxSpec  # noqa: E402
 from tests.box import SystemdBox, cleanup_stale_boxes, hidden_in_box  # noqa: E402
 
 UNIT = "nginx.service"
 TEMPLATE_NAME = "rawtpl"
 SANDBOX_BASE = "/var/lib/sandbox-service"
 UNIT_DIR = "/etc/systemd/system"
-TOOL = [sys.executable, "-m", "sandbox_service"]
-
-
-@dataclass(frozen=True)
-class Template:
-    """What `create` writes and copies for TEMPLATE_NAME, from its --dry-run --json output."""
-
-    files: dict[str, str]
-    copies: list[str]
-
-    def files_for(self, name: str) -> dict[str, str]:
-        return {p.replace(TEMPLATE_NAME, name): t.replace(TEMPLATE_NAME, name) for p, t in self.files.items()}
+tool = rawsandbox.tool  # the tool of this checkout in the box
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -76,46 +66,30 @@ def require_active(box: SystemdBox, unit: str, variant: str) -> None:
         raise RuntimeError(f"{variant}: {unit} is {state!r} after start, not 'active'\n{journal}")
 
 
+@dataclass(frozen=True)
+class Template:
+    """What `create` makes for UNIT, as a spec (its --dry-run --json), and the copied host entries that
+    are not root's (they keep their owner, moved into the sandbox's ID range)."""
+
+    spec: SandboxSpec
+    owners: list[tuple[str, int, int]]
+
+
 def load_template(box: SystemdBox) -> Template:
-    done = box.run([*TOOL, "create", TEMPLATE_NAME, "--unit", UNIT, "--dry-run", "--json"])
-    data = json.loads(done.stdout)
-    files = {str(k): str(v) for k, v in data["files"].items()}
-    copies = [str(c) for c in data["copies"]]
-    if not any(p.endswith(f"/sandbox-{TEMPLATE_NAME}.service") for p in files):
-        raise RuntimeError(f"--dry-run --json listed no service unit: {sorted(files)}")
-    if not copies:
+    spec = rawsandbox.template_spec(box, ["--unit", UNIT])
+    if not spec.copies:
         raise RuntimeError("--dry-run --json listed nothing to copy")
-    return Template(files, copies)
+    return Template(spec, rawsandbox.foreign_owners(box, spec.copies))
 
 
-def raw_script(template: Template, name: str) -> str:
+def raw_script(template: Template, name: str, id_base: int | None) -> str:
     """The shell script doing create's work for sandbox `name` by hand."""
-    q = shlex.quote
-    root = f"{SANDBOX_BASE}/{name}/root"
-    layout = usr_layout(Path("/"))  # the box is an overlay of the host root: same layout
-    dirs = [rel for rel, _mode in BASE_DIRS] + [link.name for link in layout if link.target is None]
-    modes: dict[int, list[str]] = {}
-    for rel, mode in BASE_DIRS:
-        if mode != 0o755:
-            modes.setdefault(mode, []).append(rel)
-    links = [*BASE_LINKS, *((link.name, link.target) for link in layout if link.target is not None)]
-    # As few processes as possible: the umask gives 0755; one chmod per other mode.
-    lines = [
-        "set -eu",
-        "umask 022",
-        f"mkdir -p {q(root)}",
-        f"cd {q(root)}",
-        f"mkdir {' '.join(map(q, dirs))}",
-    ]
-    lines += [f"chmod {mode:o} {' '.join(map(q, rels))}" for mode, rels in modes.items()]
-    lines += [f"ln -s {q(target)} {q(rel)}" for rel, target in links]
-    # Not from inside the root: there, cp 9.1 leaves the parent directories it creates at mode 0700.
-    lines.append("cd /")
-    lines.append(f"cp -a --parents {' '.join(q(c) for c in template.copies)} {q(root)}/")
-    for path, text in template.files_for(name).items():
-        lines.append(f"printf '%s' {q(text)} > {q(path)}")  # printf is built in: no process
+    spec = rawsandbox.for_name(template.spec, name, id_base)
+    lines = rawsandbox.prologue()
+    lines += rawsandbox.make_lines(spec, template.owners, static_units=True)
+    lines += rawsandbox.account_lines([spec])
     lines.append("systemctl daemon-reload")
-    lines.append(f"systemctl start {q(f'sandbox-{name}.service')}")
+    lines.append(f"systemctl start {shlex.quote(f'sandbox-{name}.service')}")
     return "\n".join(lines) + "\n"
 
 
@@ -123,20 +97,24 @@ def raw_cleanup(box: SystemdBox, name: str) -> None:
     unit = f"sandbox-{name}.service"
     box.run(["systemctl", "stop", unit])
     box.run(["systemctl", "reset-failed", unit], check=False)
-    box.run(["rm", "-f", f"{UNIT_DIR}/sandbox-{name}.service", f"{UNIT_DIR}/sandbox-{name}.slice"])
+    box.run(["sh", "-c", f"rm -f {UNIT_DIR}/sandbox-{name}.* {UNIT_DIR}/run-sandbox*-{name}.mount"])
     box.run(["systemctl", "daemon-reload"])
     box.run(["rm", "-rf", f"{SANDBOX_BASE}/{name}"])
+    account = f"sb-{name}"
+    box.run(["sed", "-i", f"/^{account}:/d", "/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow"])
 
 
 def round_tool(box: SystemdBox, name: str) -> float:
-    seconds = timed(lambda: box.run([*TOOL, "create", name, "--unit", UNIT, "--now"]))
+    seconds = timed(lambda: box.run([*tool(box), "create", name, "--unit", UNIT, "--now"]))
     require_active(box, f"sandbox-{name}.service", "create --now")
-    box.run([*TOOL, "delete", name])
+    box.run([*tool(box), "delete", name])
     return seconds
 
 
 def round_raw(box: SystemdBox, template: Template, name: str) -> float:
-    script = raw_script(template, name)
+    # a range of its own, far from those the tool hands out from the bottom
+    id_base = None if template.spec.id_base is None else ID_BASE_END - ID_RANGE_SIZE
+    script = raw_script(template, name, id_base)
     seconds = timed(lambda: box.run(["sh", "-c", script]))
     require_active(box, f"sandbox-{name}.service", "raw")
     raw_cleanup(box, name)
@@ -172,10 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with SystemdBox(read_only_binds=binds) as box:
         print(f"box booted in {box.boot_seconds or 0:.1f} s (not measured)")
         template = load_template(box)
-        print(
-            f"create writes {len(template.files)} files and copies {len(template.copies)} host paths "
-            f"for {UNIT}"
-        )
+        print(f"create copies {len(template.spec.copies)} host paths for {UNIT}")
         for i in range(args.warmup):
             round_tool(box, f"warm{i:02d}")
             round_raw(box, template, f"warmraw{i:02d}")
@@ -191,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raw_times.append(b)
             print(f"{i:>5}  {ms(a):>16}  {ms(b):>16}  {a / b:5.2f}x")
 
-        startup = median_of(box, [*TOOL, "--version"], args.rounds)
+        startup = median_of(box, [*tool(box), "--version"], args.rounds)
         enter = median_of(box, ["true"], args.rounds)
 
     med_a, med_b = statistics.median(tool_times), statistics.median(raw_times)

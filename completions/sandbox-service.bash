@@ -23,7 +23,7 @@ _sandbox_service_units()
 _sandbox_service_profiles()
 {
     local f
-    printf '%s\n' default strict trusted nonetwork
+    printf '%s\n' default strict trusted nonetwork dense
     for f in /usr/share/sandbox-service/profiles/*.conf /etc/sandbox-service/profiles/*.conf; do
         [[ -f $f ]] || continue
         f=${f##*/}
@@ -65,8 +65,8 @@ _sandbox_service()
     local cur=${words[cword]}
 
     local global_opts='--debug --root --version --install-completion --show-completion -h --help'
-    local commands='create start stop restart reload status list logs delete upgrade
-        profiles execute connect clone enable disable'
+    local commands='create apply start stop restart reload status list limits logs delete upgrade
+        profiles execute connect clone copy enable disable'
     local create_opts='-u --unit -P --package -C --copy --user --group --memory --cpu-quota
         --cpu-weight --io-weight --tasks-max --chroot --selinux --description --enable --now
         --profile --memory-deny-write-execute --allow-write-execute --private-users
@@ -154,12 +154,23 @@ _sandbox_service()
         delete) opts='--keep-data --no-wait -h --help' names=1 ;;
         upgrade) opts='--all --no-restart --dry-run --json --no-wait -h --help' names=1 ;;
         reload) ((nargs == 0)) && names=1 ;;
-        status) opts='--json -h --help' && ((nargs == 0)) && names=1 ;;
+        status) opts='--exposure --json -h --help' && ((nargs == 0)) && names=1 ;;
         logs) opts='-f --follow -n --lines -h --help' && ((nargs == 0)) && names=1 ;;
-        list) opts='--json -h --help' ;;
+        list | limits) opts='--json -h --help' ;;
+        apply) opts='--prune --dry-run --json --no-wait -h --help' ;;
         profiles) opts='--json -h --help' ;;
         execute) ((nargs == 0)) && names=1 ;;
         clone) opts='--no-wait -h --help' && ((nargs == 0)) && names=1 ;;
+        copy)
+            opts='--dry-run --json --no-wait -h --help'
+            if ((nargs == 0)); then
+                names=1
+            elif [[ $cur != -* ]]; then
+                compopt -o filenames 2>/dev/null
+                _sandbox_service_reply -f -- "$cur"
+                return 0
+            fi
+            ;;
         connect) opts='--shell -h --help' && ((nargs == 0)) && names=1 ;;
         enable | disable) opts='--no-wait -h --help' names=1 ;;
         *) return 0 ;;
@@ -170,6 +181,9 @@ _sandbox_service()
         _sandbox_service_reply -W "$(_sandbox_service_names)" -- "$cur"
     elif [[ $cmd == profiles ]] && ((nargs == 0)); then
         _sandbox_service_reply -W "$(_sandbox_service_profiles)" -- "$cur"
+    elif [[ $cmd == apply ]] && ((nargs == 0)); then
+        compopt -o filenames 2>/dev/null
+        _sandbox_service_reply -f -- "$cur"
     fi
     return 0
 } &&

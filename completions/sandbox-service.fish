@@ -22,7 +22,7 @@ end
 
 # Security profiles: the shipped ones and the administrator's.
 function __sandbox_service_profiles
-    printf '%s\n' default strict trusted nonetwork
+    printf '%s\n' default strict trusted nonetwork dense
     for f in /usr/share/sandbox-service/profiles/*.conf /etc/sandbox-service/profiles/*.conf
         basename $f .conf
     end
@@ -41,7 +41,7 @@ function __sandbox_service_first_arg
     test $seen = 1
 end
 
-set -l commands create start stop restart reload status list logs delete upgrade profiles execute connect clone enable disable
+set -l commands create apply start stop restart reload status list limits logs delete upgrade profiles execute connect clone copy enable disable
 set -l c sandbox-service
 
 complete -c $c -f
@@ -56,12 +56,14 @@ complete -c $c -s h -l help -d 'Show help and exit'
 
 # Commands.
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a create -d 'Create a sandbox from a host unit or a command'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a apply -d 'Make the sandboxes what YAML documents list'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a start -d 'Start sandboxes and wait until they run'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a stop -d 'Stop sandboxes and wait until they stopped'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a restart -d 'Restart sandboxes'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a reload -d 'Reload the service inside a sandbox'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a status -d 'Show the state of a sandbox'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a list -d 'List all sandboxes with their state'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a limits -d 'Show how many more sandboxes this host can run'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a logs -d 'Show the journal of a sandbox'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a delete -d 'Stop, disable and remove sandboxes'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a upgrade -d 'Merge host updates into sandboxes, restart them'
@@ -69,6 +71,7 @@ complete -c $c -n "not __fish_seen_subcommand_from $commands" -a profiles -d 'Li
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a execute -d 'Run a command inside a running sandbox'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a connect -d 'Open a shell inside a running sandbox'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a clone -d 'Make a new sandbox from an existing one'
+complete -c $c -n "not __fish_seen_subcommand_from $commands" -a copy -d 'Copy host paths into a sandbox'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a enable -d 'Start sandboxes at boot'
 complete -c $c -n "not __fish_seen_subcommand_from $commands" -a disable -d 'Stop starting sandboxes at boot'
 
@@ -112,8 +115,17 @@ complete -c $c -n $create -l no-wait -d 'Fail at once if another run is changing
 # The command after "--": a program, then files.
 complete -c $c -n "$create; and contains -- -- (commandline -opc)" -a '(__sandbox_service_after_dashdash)'
 
-# status, list
-complete -c $c -n "__fish_seen_subcommand_from status list" -l json -d 'Machine-readable output'
+# status, list, limits
+complete -c $c -n "__fish_seen_subcommand_from status list limits" -l json -d 'Machine-readable output'
+complete -c $c -n "__fish_seen_subcommand_from status" -l exposure -d 'Also score the unit with systemd-analyze security'
+
+# apply FILE|DIR
+set -l apply "__fish_seen_subcommand_from apply"
+complete -c $c -n $apply -F
+complete -c $c -n $apply -l prune -d "Delete the sandboxes of the documents' groups they no longer list"
+complete -c $c -n $apply -l dry-run -d 'Print the plan; change nothing'
+complete -c $c -n $apply -l no-wait -d 'Fail at once if another run is changing the sandbox'
+complete -c $c -n $apply -l json -d 'Machine-readable summary'
 
 # logs
 complete -c $c -n "__fish_seen_subcommand_from logs" -s f -l follow -d 'Keep printing new entries'
@@ -121,7 +133,7 @@ complete -c $c -n "__fish_seen_subcommand_from logs" -s n -l lines -x -d 'Show o
 
 # delete
 complete -c $c -n "__fish_seen_subcommand_from delete" -l keep-data -d 'Keep /var/lib/sandbox-service/NAME'
-complete -c $c -n "__fish_seen_subcommand_from delete clone enable disable" -l no-wait -d 'Fail at once if another run is changing the sandbox'
+complete -c $c -n "__fish_seen_subcommand_from delete clone copy enable disable" -l no-wait -d 'Fail at once if another run is changing the sandbox'
 
 # profiles
 complete -c $c -n "__fish_seen_subcommand_from profiles" -l json -d 'Machine-readable output'
@@ -132,6 +144,11 @@ complete -c $c -n "__sandbox_service_first_arg execute clone" -a '(__sandbox_ser
 complete -c $c -n "__fish_seen_subcommand_from execute; and contains -- -- (commandline -opc)" -a '(__sandbox_service_after_dashdash)'
 complete -c $c -n "__fish_seen_subcommand_from connect" -l shell -r -F -d 'The shell to start inside'
 complete -c $c -n "__fish_seen_subcommand_from connect enable disable" -a '(__sandbox_service_names)'
+
+# copy NAME PATH...
+complete -c $c -n "__sandbox_service_first_arg copy" -a '(__sandbox_service_names)'
+complete -c $c -n "__fish_seen_subcommand_from copy" -l dry-run -d 'Check the paths, copy nothing'
+complete -c $c -n "__fish_seen_subcommand_from copy" -l json -d 'Machine-readable output'
 
 # upgrade
 set -l upgrade "__fish_seen_subcommand_from upgrade"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from dataclasses import asdict
@@ -12,15 +13,12 @@ from typing import Any, Optional
 import typer
 import typer.core
 
-from . import __version__, control
-from .create import CreateRequest, create, plan
-from .errors import SandboxError
-from .install import ensure_root, undo_failures
-from .locks import LockPolicy
-from .network.model import parse as parse_network
+from . import __version__
+from .errors import InvalidInput, SandboxError, undo_failures
 from .paths import Layout
-from .spec import Limits, SELinuxMode
-from .systemd import Systemd, systemd_running
+
+# Modules are imported by the commands that need them, not here: `--help`, `list` and `status` start in
+# a fraction of the time `create` needs to load its discovery, rendering and copying (bench/README).
 
 # Help is formatted by click, plain (rich_markup_mode=None below), with every typer.  Before 0.9 (Debian
 # 12 has 0.7) typer used rich whenever it was installed, whatever the markup mode said; this is its switch.
@@ -58,15 +56,31 @@ def _layout() -> Layout:
 
 
 def _need_root() -> None:
-    ensure_root()
+    if os.geteuid() != 0:
+        from .errors import PermissionDenied
+
+        raise PermissionDenied("this command must be run as root", "run it with sudo")
 
 
-def _lock(no_wait: bool) -> LockPolicy:
+SELINUX_MODES = ("auto", "enabled", "disabled")
+
+
+def _selinux_mode(value: str) -> Any:
+    from .spec import SELinuxMode
+
+    if value not in SELINUX_MODES:
+        raise InvalidInput(f"--selinux {value!r} is not one of {', '.join(SELINUX_MODES)}")
+    return SELinuxMode(value)
+
+
+def _lock(no_wait: bool) -> Any:
     """Waiting for another run is said on stderr, once; --no-wait makes it an error (errors.Busy)."""
+    from .locks import LockPolicy
+
     return LockPolicy(wait=not no_wait, on_wait=lambda text: typer.echo(f"sandbox-service: {text}", err=True))
 
 
-NO_WAIT_HELP = "Fail at once (exit status 14) if another sandbox-service is changing the sandbox."
+NO_WAIT_HELP = "Fail at once (exit status 16) if another sandbox-service is changing the sandbox."
 
 
 def _print_json(data: Any) -> None:
@@ -150,9 +164,8 @@ def create_cmd(
     chroot: Optional[str] = typer.Option(
         None, "--chroot", help="Run in this tree instead of a private root sharing /usr.", metavar="DIR"
     ),
-    selinux: SELinuxMode = typer.Option(
-        # the value, not the member: typer 0.7 compares a default with the choices as text
-        SELinuxMode.AUTO.value,
+    selinux: str = typer.Option(
+        "auto",
         "--selinux",
         help="SELinux labelling.",
         metavar="auto|enabled|disabled",
@@ -219,6 +232,11 @@ def create_cmd(
     no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
 ) -> None:
     """Create a sandbox from a host unit (--unit) or from a command (after --)."""
+    from .create import CreateRequest, create, plan
+    from .network.model import parse as parse_network
+    from .spec import Limits
+    from .systemd import Systemd, systemd_running
+
     cmd = tuple(command or ())
     req = CreateRequest(
         name=name,
@@ -230,7 +248,7 @@ def create_cmd(
         copies=tuple(copy or ()),
         limits=Limits(memory, cpu_quota, cpu_weight, io_weight, tasks_max, run_size),
         chroot=chroot,
-        selinux=selinux,
+        selinux=_selinux_mode(selinux),
         description=description,
         network=parse_network(network, publish or (), allow_ip or (), deny_ip or ()),
         profile=profile,
@@ -255,7 +273,7 @@ def create_cmd(
         files = {str(k): v for k, v in p.files.items()}
         files[str(Path("/var/lib/sandbox-service") / name / "sandbox.yaml")] = specfile.dumps(p.spec)
         if as_json:
-            _print_json({"files": files, "copies": list(p.copies)})
+            _print_json({"files": files, "copies": list(p.copies), "notes": list(p.notes)})
             return
         for path, text in files.items():
             typer.echo(f"### {path}")
@@ -263,6 +281,8 @@ def create_cmd(
         typer.echo(f"### copied into {Path('/var/lib/sandbox-service') / name / 'root'}:")
         for c in p.copies:
             typer.echo(f"  {c}")
+        for n in p.notes:
+            typer.echo(f"  note: {n}")
         return
     _need_root()
     result = create(req, layout, _lock(no_wait))
@@ -274,6 +294,7 @@ def create_cmd(
                 "copied_files": result.copied_files,
                 "started": result.started,
                 "online": result.online,
+                "notes": list(result.notes),
             }
         )
         return
@@ -327,6 +348,8 @@ def execute_cmd(
     """Run a command inside a running sandbox: same root, mounts, network, IPC, seccomp filter, \
 capabilities, SELinux label and slice as its service. Prints its output, exits with its status."""
     _need_root()
+    from . import control
+
     raise typer.Exit(control.execute(_layout(), name, tuple(command), interactive=False))
 
 
@@ -337,6 +360,8 @@ def connect_cmd(
 ) -> None:
     """Open an interactive shell inside a running sandbox (as execute does, on a terminal)."""
     _need_root()
+    from . import control
+
     raise typer.Exit(control.execute(_layout(), name, (shell,), interactive=True))
 
 
@@ -366,6 +391,8 @@ def enable_cmd(
 ) -> None:
     """Start sandboxes at boot (wanted by sandbox.target). Works offline with --root."""
     _need_root()
+    from . import control
+
     online = control.set_enabled(_layout(), names, True, lock=_lock(no_wait))
     if not online:
         typer.echo("systemd is not running here: the sandboxes will start at the next boot.")
@@ -378,6 +405,8 @@ def disable_cmd(
 ) -> None:
     """Stop starting sandboxes at boot (a running one keeps running). Works offline with --root."""
     _need_root()
+    from . import control
+
     control.set_enabled(_layout(), names, False, lock=_lock(no_wait))
 
 
@@ -385,6 +414,8 @@ def disable_cmd(
 def start_cmd(names: list[str] = typer.Argument(..., help="Sandboxes to start.", metavar="NAME")) -> None:
     """Start sandboxes and wait until they run (same as systemctl start sandbox-NAME)."""
     _need_root()
+    from . import control
+
     control.start(_layout(), names)
 
 
@@ -392,6 +423,8 @@ def start_cmd(names: list[str] = typer.Argument(..., help="Sandboxes to start.",
 def stop_cmd(names: list[str] = typer.Argument(..., help="Sandboxes to stop.", metavar="NAME")) -> None:
     """Stop sandboxes and wait until they stopped."""
     _need_root()
+    from . import control
+
     control.stop(_layout(), names)
 
 
@@ -399,6 +432,8 @@ def stop_cmd(names: list[str] = typer.Argument(..., help="Sandboxes to stop.", m
 def restart_cmd(names: list[str] = typer.Argument(..., help="Sandboxes to restart.", metavar="NAME")) -> None:
     """Restart sandboxes."""
     _need_root()
+    from . import control
+
     control.restart(_layout(), names)
 
 
@@ -408,6 +443,8 @@ def reload_cmd(
 ) -> None:
     """Reload the service inside a sandbox (its ExecReload=)."""
     _need_root()
+    from . import control
+
     control.reload(_layout(), name)
 
 
@@ -424,10 +461,17 @@ def _size(n: int | None) -> str:
 @app.command("status")
 def status_cmd(
     name: str = typer.Argument(..., help="Sandbox name.", metavar="NAME"),
+    exposure: bool = typer.Option(
+        False,
+        "--exposure",
+        help="Also score the unit with systemd-analyze security (takes about half a second).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """State, main PID, memory, tasks, slice and paths of a sandbox."""
-    st = control.status(_layout(), name)
+    """State, main PID, memory, tasks, slice and paths of a sandbox (and with --exposure its score)."""
+    from .views import status
+
+    st = status(_layout(), name, with_exposure=exposure)
     if as_json:
         _print_json(asdict(st))
         return
@@ -440,13 +484,19 @@ def status_cmd(
         ("Tasks", str(st.tasks) if st.tasks is not None else "-"),
         ("Slice", st.slice),
         ("Network", st.network),
+        ("IPC", "private" if st.private_ipc else "the host's (profile sets PrivateIPC=no)"),
         ("SELinux", st.selinux_context or "not labelled"),
         ("Profile", st.profile),
-        ("Exposure", f"{st.exposure} (systemd-analyze security)" if st.exposure is not None else "-"),
+    ]
+    if st.exposure is not None:
+        rows.append(("Exposure", f"{st.exposure} (systemd-analyze security)"))
+    rows += [
         ("Unit file", st.unit_file),
         ("Sandbox dir", st.sandbox_dir),
         ("Root", st.root_directory),
     ]
+    if st.diagnosis is not None:
+        rows += [("Failed", st.diagnosis.line), ("Hint", st.diagnosis.hint)]
     for k, v in rows:
         typer.echo(f"{k + ':':<12} {v}")
 
@@ -456,13 +506,73 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """All sandboxes with their state (one D-Bus call)."""
-    entries = control.list_sandboxes(_layout())
+    from .views import list_sandboxes
+
+    entries = list_sandboxes(_layout())
     if as_json:
         _print_json([asdict(e) for e in entries])
         return
-    typer.echo(f"{'NAME':<20} {'KIND':<8} {'STATE':<10} {'SUB':<10} SOURCE")
-    for e in entries:
-        typer.echo(f"{e.name:<20} {e.kind:<8} {e.active_state:<10} {e.sub_state:<10} {e.source_unit or '-'}")
+    lines = [f"{'NAME':<20} {'KIND':<8} {'STATE':<10} {'SUB':<10} SOURCE"]
+    lines += [
+        f"{e.name:<20} {e.kind:<8} {e.active_state:<10} {e.sub_state:<10} {e.source_unit or '-'}"
+        for e in entries
+    ]
+    typer.echo("\n".join(lines))  # one write: thousands of sandboxes print at once
+
+
+@app.command("limits")
+def limits_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """How many more sandboxes this host can run, and which of its limits decides (PID 1's open \
+files, mounts, namespaces). start, create --now and apply check the same before they start anything."""
+    from . import hostlimits
+
+    _need_root()  # PID 1's descriptors are visible to root only
+    if _State.root != Path("/"):
+        raise InvalidInput("limits are those of the running system", "drop --root")
+    from .systemd import Systemd, systemd_running
+
+    if systemd_running():
+        with Systemd() as sd:
+            version = sd.version()
+    else:
+        from .discover.host import systemd_version
+
+        version = systemd_version(Path("/"))
+    limits = hostlimits.host_limits(count_namespaces=True)
+    kinds = {
+        "default": hostlimits.cost(True, True, 0, version),
+        "dense": hostlimits.cost(True, False, 0, version),
+    }
+    rooms = {k: hostlimits.room(limits, c) for k, c in kinds.items()}
+    if as_json:
+        _print_json(
+            {
+                "systemd_version": version,
+                "limits": [
+                    {**asdict(lim), "left": lim.left, "reserved": lim.limit - lim.in_use - lim.left}
+                    for lim in limits
+                ],
+                "per_sandbox": {k: asdict(c) for k, c in kinds.items()},
+                "room": {
+                    k: {"sandboxes": n, "bound_by": b.key if b else None} for k, (n, b) in rooms.items()
+                },
+            }
+        )
+        return
+    typer.echo(f"{'LIMIT':<52} {'VALUE':>10} {'IN USE':>8} {'LEFT':>10}")
+    for lim in limits:
+        typer.echo(f"{lim.what:<52} {lim.limit:>10} {lim.in_use:>8} {lim.left:>10}")
+    typer.echo("")
+    for k, (n, bound) in rooms.items():
+        c = kinds[k]
+        typer.echo(
+            f"About {n} more sandboxes with the profile {k!r} can start "
+            f"({c.descriptors} descriptors of PID 1 each, systemd {version})"
+            + (f"; the limit: {bound.what}." if bound else ".")
+        )
+    typer.echo("Each published port takes one descriptor more; namespaces counted as seen from here.")
 
 
 @app.command("logs")
@@ -474,10 +584,44 @@ def logs_cmd(
     ),
 ) -> None:
     """The journal of a sandbox's units."""
+    from . import control
     from .journal import show
 
     control.load_spec(_layout(), name)
     raise typer.Exit(show(name, lines, follow))
+
+
+@app.command(
+    "copy",
+    epilog=(
+        "Examples:\n\n"
+        "  sandbox-service copy web /etc/ssl/local.pem /srv/www\n\n"
+        "  sandbox-service copy web /var/lib/myapp --dry-run"
+    ),
+)
+def copy_cmd(
+    name: str = typer.Argument(..., help="Sandbox name.", metavar="NAME"),
+    paths: list[str] = typer.Argument(
+        ..., help="Host paths below /etc, /var, /srv, /opt or /home.", metavar="PATH"
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check the paths, copy nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+) -> None:
+    """Copy host files or directories into an existing sandbox, as create would have: owners mapped \
+into the sandbox, secrets left out. The paths are recorded in the sandbox's spec, so upgrade and clone \
+keep them. A path the sandbox already has is refused, never overwritten. A running service sees the \
+files at once."""
+    from .copy_in import copy_into
+
+    if not dry_run:
+        _need_root()
+    result = copy_into(_layout(), name, paths, dry_run=dry_run, lock=_lock(no_wait))
+    if as_json:
+        _print_json(asdict(result))
+        return
+    verb = "Would copy" if result.dry_run else f"Copied {result.files} files:"
+    typer.echo(f"{verb} {' '.join(result.paths)} into sandbox {result.name}.")
 
 
 @app.command("delete")
@@ -491,6 +635,8 @@ def delete_cmd(
     """Stop, disable and remove sandboxes (units, and their directory unless --keep-data). Also removes \
 whatever an interrupted create, clone or delete left of a sandbox."""
     _need_root()
+    from . import control
+
     for d in control.delete(_layout(), names, keep_data, lock=_lock(no_wait)):
         if d.complete:
             typer.echo(f"Deleted sandbox {d.name}.")
@@ -498,6 +644,194 @@ whatever an interrupted create, clone or delete left of a sandbox."""
             typer.echo(f"Removed what interrupted runs had left of sandbox {d.name}:")
             for what in d.removed:
                 typer.echo(f"  {what}")
+
+
+SHOWN_PER_RESULT = 20  # sandboxes named one by one per kind of result; the rest are counted
+
+
+class _ProgressBar:
+    """A progress line on a terminal (stderr), redrawn at most ten times a second."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.last = 0.0
+        self.phase = ""
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < 0.1 and done < total and phase == self.phase):
+            return
+        self.last, self.phase = now, phase
+        width = 30
+        filled = width * done // max(total, 1)
+        sys.stderr.write(f"\r{phase:<9} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+@app.command(
+    "apply",
+    epilog=(
+        "Examples:\n\n"
+        "sandbox-service apply sandboxes.yaml --dry-run    # the plan only\n\n"
+        "sandbox-service apply /etc/sandbox-service/apply.d --prune"
+    ),
+)
+def apply_cmd(
+    path: Path = typer.Argument(
+        ..., help="An apply document, or a directory of them (*.yaml, *.yml).", metavar="FILE|DIR"
+    ),
+    prune: bool = typer.Option(
+        False,
+        "--prune",
+        help="Delete the sandboxes apply made for the documents' groups that they no longer list.",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; change nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable summary."),
+    no_wait: bool = typer.Option(
+        False,
+        "--no-wait",
+        help="Fail at once (exit status 16) if another sandbox-service is changing sandboxes.",
+    ),
+) -> None:
+    """Make the sandboxes what the documents list: create what is missing, update what changed (as \
+upgrade does), leave what is equal alone, start what should run.
+
+One daemon-reload for the whole run; start jobs are enqueued together and waited for together. A \
+sandbox that fails does not stop the others; the summary says which failed and why. Documents use \
+the keys of sandbox.yaml (see sandbox-service.yaml(5)), and started: true|false."""
+    import contextlib
+    import time
+
+    from . import locks, recovery
+    from .apply.document import load
+    from .apply.perform import perform
+    from .apply.plan import plan_apply
+    from .errors import ApplyIncomplete
+    from .systemd import Systemd, systemd_running
+
+    if not dry_run:
+        _need_root()
+    layout = _layout()
+    docs = load(path)
+    online = layout.root == Path("/") and systemd_running()
+    began = time.monotonic()
+    # the lock of every sandbox (one lock, whatever the number of sandboxes); a dry run writes nothing
+    held = contextlib.nullcontext() if dry_run else locks.every_sandbox(layout, _lock(no_wait))
+    with held:
+        sd = Systemd() if online else None
+        try:
+            if not dry_run:  # listed sandboxes whose last run was cut short are made anew
+                for t in recovery.clear_unfinished(layout, [e.name for e in docs.entries], sd):
+                    typer.echo(f"removed what an interrupted run had left of {t.name}", err=True)
+            plan = plan_apply(layout, docs, sd, prune=prune)
+            planned_in = time.monotonic() - began
+            if dry_run:
+                _print_plan(plan, as_json)
+                return
+            result = perform(layout, plan, sd, progress=None if as_json else _ProgressBar())
+        finally:
+            if sd is not None:
+                sd.__exit__(None, None, None)
+    result.seconds = {"plan": planned_in, **result.seconds}
+    counts = {r: sum(1 for o in result.outcomes if o.result == r) for r in _RESULTS}
+    if as_json:
+        _print_json(
+            {
+                "online": result.online,
+                "reloaded": result.reloaded,
+                "counts": counts,
+                "started": sum(o.started for o in result.outcomes),
+                "restarted": sum(o.restarted for o in result.outcomes),
+                "stopped": sum(o.stopped for o in result.outcomes),
+                "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
+                "sandboxes": [asdict(o) for o in result.outcomes],
+            }
+        )
+    else:
+        for r in ("created", "updated", "deleted"):
+            done = [o for o in result.outcomes if o.result == r]
+            for o in done[:SHOWN_PER_RESULT]:
+                extra = f" ({', '.join(o.changes)})" if o.changes else ""
+                typer.echo(f"{r} {o.name}{extra}")
+            if len(done) > SHOWN_PER_RESULT:
+                typer.echo(f"{r} {len(done) - SHOWN_PER_RESULT} more")
+        for o in result.failed:
+            kept = " (kept: what apply did to it stays)" if o.kept else ""
+            typer.echo(f"failed {o.name}: {o.error}{kept}")
+            if o.hint:
+                typer.echo(f"  hint: {o.hint}")
+            for line in o.journal:
+                typer.echo(f"  {line}")
+        summary = ", ".join(f"{n} {r}" for r, n in counts.items())
+        runs = [
+            f"{sum(getattr(o, k) for o in result.outcomes)} {k}" for k in ("started", "restarted", "stopped")
+        ]
+        reload_text = "1 daemon-reload" if result.reloaded else "no daemon-reload"
+        typer.echo(f"{summary}; {', '.join(runs)}; {reload_text}.")
+        if not result.online:
+            typer.echo("systemd is not running here: files only; nothing was started or stopped.")
+    if result.failed:
+        raise ApplyIncomplete(
+            f"{len(result.failed)} of {len(result.outcomes)} sandboxes failed",
+            "see above for each; fix the document or the host and apply again",
+        )
+
+
+_RESULTS = ("created", "updated", "unchanged", "deleted", "failed")
+
+
+def _print_plan(plan: Any, as_json: bool) -> None:
+    from .apply.plan import Verb
+
+    if as_json:
+        _print_json(
+            {
+                "online": plan.online,
+                "groups": list(plan.groups),
+                "sandboxes": [
+                    {
+                        "name": a.name,
+                        "action": a.verb.value,
+                        "where": a.where,
+                        "changes": list(a.changes),
+                        "start": a.start,
+                        "stop": a.stop,
+                        "restart": a.restart,
+                        "enable": a.enable,
+                        "error": a.error.message if a.error else None,
+                        "hint": a.error.hint if a.error else None,
+                    }
+                    for a in plan.actions
+                ],
+            }
+        )
+        return
+    for a in plan.actions:
+        if a.error is not None:
+            typer.echo(f"error     {a.name}: {a.error.message}")
+            if a.error.hint:
+                typer.echo(f"          hint: {a.error.hint}")
+            continue
+        extra = []
+        if a.changes:
+            extra.append(", ".join(a.changes))
+        for flag in ("start", "stop", "restart"):
+            if getattr(a, flag):
+                extra.append(flag)
+        if a.enable is not None:
+            extra.append("enable" if a.enable else "disable")
+        typer.echo(f"{a.verb.value:<9} {a.name}" + (f" ({'; '.join(extra)})" if extra else ""))
+    counts = ", ".join(
+        f"{plan.count(v)} to {v.value}" if v is not Verb.KEEP else f"{plan.count(v)} unchanged" for v in Verb
+    )
+    errors = sum(1 for a in plan.actions if a.error)
+    typer.echo(
+        f"Plan: {counts}" + (f", {errors} with errors" if errors else "") + ". Dry run: nothing was changed."
+    )
 
 
 @app.command(

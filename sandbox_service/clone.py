@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import fswalk, locks, recovery, render, selinux, specfile, tree
-from .control import load_spec, sandbox_names
+from . import fswalk, index, locks, recovery, render, selinux, specfile, tree
+from .control import load_spec
 from .create import publish_checked, take_id_range
 from .errors import InvalidInput, SandboxError
 from .identity import IdMap
@@ -63,7 +63,7 @@ def _clone(layout: Layout, src: str, dest: str, sd: Systemd | None) -> Cloned:
         recovery.remove_traces(layout, [traces], sd)
     refuse_existing(layout, dest)
     spec = replace(source, name=dest, selinux_level=None, enabled=False, id_base=None)
-    others = [load_spec(layout, n) for n in sandbox_names(layout) if n != dest]
+    others = [s for s in index.summaries(layout) if s.name != dest]
     network_checks.check_host(spec, others, layout)
     with Transaction() as tx:
         if source.selinux_level:

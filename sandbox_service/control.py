@@ -6,56 +6,25 @@ it handles.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from . import identity, locks, recovery, render, selinux, specfile
+from . import identity, locks, recovery, render, selinux, specfile, tree
+from .diagnose import Diagnosis, diagnose
 from .errors import InvalidInput, JobFailed, NotFound
-from .exposure import exposure
-from .install import Transaction, enable_offline, remove_enable_links
+from .install import Transaction, enable_offline, remove_enable_links, remove_units
 from .journal import tail
 from .locks import LockPolicy
-from .network.model import describe as describe_network
 from .network.units import publish_units
-from .paths import SPEC_FILE_NAME, Layout, service_unit, slice_unit, unit_base
+from .paths import SPEC_FILE_NAME, Layout, runtime_dir_path, sandbox_name_of, service_unit, slice_unit
 from .run import run_interactive
 from .spec import SandboxSpec, check_name
 from .systemd import Systemd, systemd_running
-
-
-@dataclass(frozen=True)
-class SandboxStatus:
-    name: str
-    kind: str
-    source_unit: str | None
-    unit: str
-    active_state: str
-    sub_state: str
-    result: str
-    main_pid: int
-    memory_bytes: int | None
-    tasks: int | None
-    slice: str
-    unit_file: str
-    unit_file_state: str
-    sandbox_dir: str
-    root_directory: str
-    network: str
-    selinux_context: str | None
-    profile: str
-    exposure: float | None  # systemd-analyze security's score, 0 (tight) to 10 (exposed)
-
-
-@dataclass(frozen=True)
-class ListEntry:
-    name: str
-    kind: str
-    source_unit: str | None
-    active_state: str
-    sub_state: str
 
 
 def load_spec(layout: Layout, name: str) -> SandboxSpec:
@@ -66,12 +35,7 @@ def load_spec(layout: Layout, name: str) -> SandboxSpec:
     if not path.exists():
         raise NotFound(f"no sandbox named {name!r}", "list the sandboxes with: sandbox-service list")
     spec = specfile.load(path)
-    if spec.name != name:
-        raise InvalidInput(
-            f"{path} names sandbox {spec.name!r}, but it lies in the directory of {name!r}",
-            "the directory name is the sandbox's identity; do not copy sandbox directories by hand "
-            "(use: sandbox-service clone)",
-        )
+    identity.verify_name(path, name, spec.name)
     if spec.id_base is not None:
         identity.verify_range(layout, name, spec.id_base)
     return spec
@@ -86,14 +50,42 @@ def sandbox_names(layout: Layout) -> list[str]:
     )
 
 
-def run_job(sd: Systemd, verb: Literal["start", "stop", "restart", "reload_unit"], units: list[str]) -> None:
-    """Run jobs and wait for them; a failure carries the journal lines of this attempt."""
+def run_job(
+    sd: Systemd,
+    verb: Literal["start", "stop", "restart", "reload_unit"],
+    units: list[str],
+    layout: Layout | None = None,
+    copy_hint: Callable[[str], str] | None = None,
+) -> None:
+    """Run jobs and wait for them; a failure carries the journal lines of this attempt and, given the
+    layout, a diagnosis of them (diagnose.py)."""
     began = time.time()
     try:
         getattr(sd, verb)(units)
     except JobFailed as exc:
         unit = exc.unit or units[0]
-        raise JobFailed(exc.message, exc.hint, unit, tail(unit, since=began)) from exc
+        journal = tail(unit, since=began)
+        found = diagnosis(layout, unit, journal, copy_hint) if layout is not None else None
+        if found is None:
+            raise JobFailed(exc.message, exc.hint, unit, journal) from exc
+        raise JobFailed(f"{exc.message}: {found.line}", found.hint, unit, journal) from exc
+
+
+def diagnosis(
+    layout: Layout, unit: str, journal: tuple[str, ...], copy_hint: Callable[[str], str] | None = None
+) -> Diagnosis | None:
+    """What diagnose.py makes of a sandbox unit's journal lines (None for a unit that is not one)."""
+    name = sandbox_name_of(unit)
+    if name is None:
+        return None
+    root = layout.sandbox_root(name)
+    return diagnose(
+        journal,
+        name,
+        host_has=lambda p: os.path.lexists(layout.host(p)),
+        sandbox_has=lambda p: root.is_dir() and tree.has_path(root, p),
+        copy_hint=copy_hint,
+    )
 
 
 def units_to_wait_for(spec: SandboxSpec) -> list[str]:
@@ -102,11 +94,31 @@ def units_to_wait_for(spec: SandboxSpec) -> list[str]:
     return [service_unit(spec.name), *sockets]
 
 
+RUNNING_STATES = ("active", "activating", "reloading")
+
+
+def check_room(sd: Systemd, specs: Sequence[SandboxSpec]) -> None:
+    """Refuse to start these sandboxes when a limit of the host would stop some of them halfway
+    (hostlimits); those running already cost nothing more."""
+    from . import hostlimits
+
+    if not specs:
+        return
+    units = sd.list_units([service_unit(s.name) for s in specs])
+    running = {u.name for u in units if u.active_state in RUNNING_STATES}
+    version = sd.version()
+    hostlimits.check_room(
+        [hostlimits.spec_cost(s, version) for s in specs if service_unit(s.name) not in running]
+    )
+
+
 def _control(layout: Layout, names: Sequence[str], verb: Literal["start", "stop", "restart"]) -> None:
     specs = [load_spec(layout, n) for n in names]
     units = [u for s in specs for u in (units_to_wait_for(s) if verb != "stop" else [service_unit(s.name)])]
     with Systemd() as sd:
-        run_job(sd, verb, units)
+        if verb != "stop":
+            check_room(sd, specs)
+        run_job(sd, verb, units, layout)
 
 
 def start(layout: Layout, names: Sequence[str]) -> None:
@@ -129,56 +141,7 @@ def reload(layout: Layout, name: str) -> None:
             f"use: sandbox-service restart {name}",
         )
     with Systemd() as sd:
-        run_job(sd, "reload_unit", [service_unit(name)])
-
-
-def status(layout: Layout, name: str) -> SandboxStatus:
-    spec = load_spec(layout, name)
-    with Systemd() as sd:
-        st = sd.service_status(service_unit(name))
-    return SandboxStatus(
-        name=name,
-        kind=spec.kind.value,
-        source_unit=spec.source_unit,
-        unit=st.name,
-        active_state=st.active_state,
-        sub_state=st.sub_state,
-        result=st.result,
-        main_pid=st.main_pid,
-        memory_bytes=st.memory_current,
-        tasks=st.tasks_current,
-        slice=st.slice or slice_unit(name),
-        unit_file=st.fragment_path or str(layout.unit_dir / service_unit(name)),
-        unit_file_state=st.unit_file_state,
-        sandbox_dir=str(layout.sandbox_dir(name)),
-        root_directory=render.service_view(spec).root_directory,
-        network=describe_network(spec.network),
-        selinux_context=selinux.process_context(spec.selinux_level) if spec.selinux_level else None,
-        profile=spec.security.profile,
-        exposure=exposure(service_unit(name))[0] if st.load_state == "loaded" else None,
-    )
-
-
-def list_sandboxes(layout: Layout) -> list[ListEntry]:
-    """Every sandbox on disk, with unit states from a single D-Bus call."""
-    specs = [load_spec(layout, n) for n in sandbox_names(layout)]
-    states = {}
-    if specs and systemd_running():
-        with Systemd() as sd:
-            states = {u.name: u for u in sd.list_units([f"{unit_base(s.name)}.service" for s in specs])}
-    out = []
-    for s in specs:
-        u = states.get(service_unit(s.name))
-        out.append(
-            ListEntry(
-                s.name,
-                s.kind.value,
-                s.source_unit,
-                u.active_state if u else "inactive",
-                u.sub_state if u else "dead",
-            )
-        )
-    return out
+        run_job(sd, "reload_unit", [service_unit(name)], layout)
 
 
 @dataclass(frozen=True)
@@ -210,6 +173,48 @@ def delete(
         else:
             recovery.remove_traces(layout, found, None, keep_data=keep_data)
     return [Deleted(t.name, t.complete, tuple(t.describe())) for t in found]
+
+
+def stop_and_disable(sd: Systemd, layout: Layout, specs: Sequence[SandboxSpec]) -> None:
+    """Stop the sandboxes' services and slices (one batch of jobs) and disable their services."""
+    services = [service_unit(s.name) for s in specs]
+    # stopping the slice too unloads it; everything of the sandbox runs inside it.  A sandbox whose units
+    # are gone already (delete --keep-data, then delete: a package's purge) has nothing to stop or
+    # disable, and systemd refuses to stop a unit it cannot load.
+    in_memory = {u.name: u for u in sd.list_units(services + [slice_unit(s.name) for s in specs])}
+    to_stop = [
+        name
+        for name, u in in_memory.items()
+        if u.load_state == "loaded" or u.active_state not in ("inactive", "failed")
+    ]
+    if to_stop:
+        run_job(sd, "stop", to_stop)
+    sd.disable([svc for svc in services if os.path.lexists(layout.unit_dir / svc)])
+
+
+def remove_sandbox_units(layout: Layout, spec: SandboxSpec) -> list[Path]:
+    """The unit files of one sandbox (not the static ones every sandbox shares)."""
+    paths = [p for p in render.render(spec) if p.name not in render.STATIC_UNITS]
+    return remove_units(layout, paths, spec.name)
+
+
+def remove_sandbox_data(layout: Layout, spec: SandboxSpec, *, account: bool = True) -> list[Path]:
+    """The directory of one sandbox, and then what no file carries any more: its MCS pair, its ID range
+    and (unless the caller removes many at once) the host account of its root."""
+    tree.remove_tree(layout.sandbox_dir(spec.name))
+    if spec.selinux_level:
+        selinux.McsRegistry(layout.mcs_registry).release(spec.name)
+    if spec.id_base is not None:
+        if account:
+            identity.remove_account(layout, spec.name)
+        identity.registry_for(layout).release(spec.name)
+    return [layout.sandbox_dir(spec.name)]
+
+
+def remove_runtime_dir(layout: Layout, spec: SandboxSpec) -> None:
+    # systemd leaves the empty mount point of the sandbox's /run behind when it unmounts it
+    with contextlib.suppress(OSError):
+        layout.host(runtime_dir_path(spec.name)).rmdir()
 
 
 def execute(layout: Layout, name: str, command: tuple[str, ...], *, interactive: bool) -> int:

@@ -77,7 +77,7 @@ def min_version(key: str, value: str) -> int:
 # any key not listed (Exec*=, RootDirectory=, PrivateNetwork=, User= and the like are the tool's own).
 _ON = r"yes|true|on|1"
 _WORDS = r"[A-Za-z0-9@_:.+/-]+(?: [A-Za-z0-9@_:.+/-]+)*"
-_PATHS = r"[-+]?/[^ ]*(?: [-+]?/[^ ]*)*"
+_PATHS = r"-?\+?/[^ ]*(?: -?\+?/[^ ]*)*"
 _NS = r"(?:cgroup|ipc|net|mnt|pid|user|uts)"
 VALUE_PATTERNS: dict[str, str] = {
     "NoNewPrivileges": _ON,

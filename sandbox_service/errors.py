@@ -96,16 +96,28 @@ class TooExposed(SandboxError):
     exit_code = 13
 
 
+class LimitReached(SandboxError):
+    """Starting the sandboxes would exceed a limit of the host (PID 1's descriptors, mounts, namespaces)."""
+
+    exit_code = 14
+
+
+class ApplyIncomplete(SandboxError):
+    """apply did what it could, but some sandboxes failed (the summary says which and why)."""
+
+    exit_code = 15
+
+
 class Busy(SandboxError):
     """Another run of the tool is changing the same sandbox, and --no-wait said not to wait for it."""
 
-    exit_code = 14
+    exit_code = 16
 
 
 class NoSpace(SandboxError):
     """A file system filled up (or a quota ran out) while the command was writing."""
 
-    exit_code = 15
+    exit_code = 17
 
 
 def no_space(exc: BaseException) -> OSError | None:
@@ -118,3 +130,17 @@ def no_space(exc: BaseException) -> OSError | None:
             return cur
         cur = cur.__cause__ or cur.__context__
     return None
+
+
+_UNDO_FAILED = "sandbox_service_undo_failed"
+
+
+def undo_failures(exc: BaseException) -> tuple[str, ...]:
+    """The rollback steps that failed after `exc` stopped a transaction (none: everything was undone)."""
+    found: tuple[str, ...] = getattr(exc, _UNDO_FAILED, ())
+    return found
+
+
+def set_undo_failures(exc: BaseException, problems: tuple[str, ...]) -> None:
+    """The error goes on; what could not be undone travels with it."""
+    setattr(exc, _UNDO_FAILED, problems)

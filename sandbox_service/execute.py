@@ -26,8 +26,14 @@ SANDBOX_KEYS = frozenset(
 )  # fmt: skip
 # With a user namespace the command starts as the sandbox's host account, like the service's own.
 USERNS_KEYS = frozenset({"User", "Group", "AmbientCapabilities", "UnsetEnvironment"})
+# Settings that once were booleans and later took words too: systemd-run passes a word only through the
+# newer "...Ex" property (a unit file takes either under the plain name).
+_EX_PROPERTIES = frozenset({"ProtectControlGroups", "PrivateUsers", "ProtectHostname", "PrivateTmp"})
+_BOOLEAN_WORDS = frozenset({"yes", "no", "true", "false", "on", "off", "1", "0"})
 # RuntimeDirectory= is left out on purpose: the transient unit would remove the service's /run on exit.
-NEVER = frozenset({"RuntimeDirectory", "RuntimeDirectoryPreserve"})
+# PrivatePIDs= too: the command joins the main process's namespaces, and must be able to name it; what it
+# then sees of processes is the main process's own /proc.
+NEVER = frozenset({"RuntimeDirectory", "RuntimeDirectoryPreserve", "PrivatePIDs"})
 
 
 def sandbox_properties(spec: SandboxSpec) -> list[str]:
@@ -40,8 +46,10 @@ def sandbox_properties(spec: SandboxSpec) -> list[str]:
         if line.startswith("["):
             section = line.strip("[]")
             continue
-        key, sep, _value = line.partition("=")
+        key, sep, value = line.partition("=")
         if section == "Service" and sep and key in keys and key not in NEVER:
+            if key in _EX_PROPERTIES and value not in _BOOLEAN_WORDS:
+                line = f"{key}Ex={value}"
             props.append(line)
     return props
 

@@ -14,13 +14,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import fswalk
 from .errors import AlreadyExists, InvalidInput, SandboxError
 from .paths import Layout
 from .registry import Registry
 from .run import run
 from .spec import ID_BASE_END, ID_BASE_FIRST, ID_RANGE_SIZE, check_id_base, check_name
+
+if TYPE_CHECKING:
+    from . import fswalk
 
 _REGISTRY_VERSION = 1
 ACCOUNT_MAX = 32  # useradd's limit on a user name
@@ -42,12 +45,16 @@ class IdMap:
 
     def shift(self) -> fswalk.OwnerMap:
         """For copies from the host: host ID n becomes this range's n (an ID above it, its nobody)."""
+        from . import fswalk
+
         return fswalk.remap(fswalk.HOST, fswalk.IdRange(self.base))
 
     def rebase_from(self, source: IdMap) -> fswalk.OwnerMap:
         """For clone: an ID of the source sandbox's range becomes the same inner ID in this one; host
         root's files (the tree's top, the launcher's) stay host root's; any other ID becomes this range's
         nobody."""
+        from . import fswalk
+
         moved = fswalk.remap(fswalk.IdRange(source.base), fswalk.IdRange(self.base))
 
         def owner(uid: int, gid: int) -> tuple[int, int]:
@@ -114,6 +121,36 @@ class IdRegistry:
             "remove sandboxes that are no longer needed to free their ranges",
         )
 
+    def allocate_many(self, names: list[str]) -> dict[str, int]:
+        """allocate() for many names under one lock, reading and writing the registry once (apply makes
+        thousands of sandboxes; one read-modify-write each would be quadratic)."""
+        for name in names:
+            check_name(name)
+        with self._registry.locked():
+            ranges = self._registry.load()
+            taken = set(ranges.values()) | self._host_ranges()
+            free = (b for b in range(ID_BASE_FIRST, ID_BASE_END, ID_RANGE_SIZE) if b not in taken)
+            out: dict[str, int] = {}
+            for name in names:
+                if name not in ranges:
+                    base = next(free, None)
+                    if base is None:
+                        raise SandboxError(
+                            f"all {len(ranges)} ID ranges are in use",
+                            "remove sandboxes that are no longer needed to free their ranges",
+                        )
+                    ranges[name] = base
+                out[name] = ranges[name]
+            self._registry.store(ranges)
+        return out
+
+    def release_many(self, names: list[str]) -> None:
+        with self._registry.locked():
+            ranges = self._registry.load()
+            released = [n for n in names if ranges.pop(n, None) is not None]
+            if released:
+                self._registry.store(ranges)
+
     def peek(self, name: str) -> int:
         """The range `name` holds, or the one allocate() would give it now (nothing is stored)."""
         check_name(name)
@@ -171,16 +208,31 @@ def registry_for(layout: Layout) -> IdRegistry:
     return IdRegistry(layout.sandbox_base / ".id-registry.json", passwd=layout.host("/etc/passwd"))
 
 
-def verify_range(layout: Layout, name: str, base: int) -> None:
+_IDENTITY_HINT = (
+    "the directory name is the sandbox's identity; do not copy sandbox directories by hand "
+    "(use: sandbox-service clone)"
+)
+
+
+def verify_range(layout: Layout, name: str, base: int, held: int | bool | None = False) -> None:
     """A spec's id_base must be the range the registry gave that name: a copied or edited spec cannot
-    make one sandbox run in another's IDs."""
-    held = registry_for(layout).lookup(name)
+    make one sandbox run in another's IDs.  `held`: the registry's answer when the caller read it
+    already (checking many sandboxes), else it is looked up."""
+    if held is False:
+        held = registry_for(layout).lookup(name)
     if held != base:
         raise InvalidInput(
             f"sandbox {name!r}: its spec names ID range {base}, but the registry gives it "
             + ("none" if held is None else str(held)),
-            "the directory name is the sandbox's identity; do not copy sandbox directories by hand "
-            "(use: sandbox-service clone)",
+            _IDENTITY_HINT,
+        )
+
+
+def verify_name(path: Path, name: str, spec_name: str) -> None:
+    """A spec file names the sandbox of the directory it lies in."""
+    if spec_name != name:
+        raise InvalidInput(
+            f"{path} names sandbox {spec_name!r}, but it lies in the directory of {name!r}", _IDENTITY_HINT
         )
 
 
@@ -202,6 +254,10 @@ def _passwd_entry(layout: Layout, account: str) -> list[str] | None:
         if fields[0] == account:
             return fields
     return None
+
+
+def account_comment(name: str) -> str:
+    return f"root of sandbox {name} (sandbox-service)"
 
 
 def ensure_account(layout: Layout, name: str, base: int) -> bool:
@@ -233,10 +289,6 @@ def ensure_account(layout: Layout, name: str, base: int) -> bool:
         run(["groupdel", *tools, account], check=False)
         raise
     return True
-
-
-def account_comment(name: str) -> str:
-    return f"root of sandbox {name} (sandbox-service)"
 
 
 def _group_entry(layout: Layout, account: str) -> list[str] | None:

@@ -14,7 +14,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
 from .atomic import fsync_dir, write_atomic
-from .errors import AlreadyExists, NoSpace, PermissionDenied, SandboxError, no_space
+from .errors import (
+    AlreadyExists,
+    NoSpace,
+    PermissionDenied,
+    SandboxError,
+    no_space,
+    set_undo_failures,
+    undo_failures,
+)
 from .paths import INCOMPLETE_MARK, STAGING, VENDOR_UNIT_DIR, Layout, service_unit
 from .render import MARKER
 from .tree import remove_tree
@@ -23,17 +31,26 @@ from .tree import remove_tree
 class Transaction:
     def __init__(self) -> None:
         self._undo: list[Callable[[], None]] = []
+        self._commit: list[Callable[[], None]] = []
         self.done = False
 
     def on_rollback(self, step: Callable[[], None]) -> None:
         self._undo.append(step)
 
+    def on_commit(self, step: Callable[[], None]) -> None:
+        """A step once the transaction stands (dropping what was kept for undoing it)."""
+        self._commit.append(step)
+
     def commit(self) -> None:
         self.done = True
         self._undo.clear()
+        steps, self._commit = self._commit, []
+        for step in steps:
+            step()
 
     def rollback(self) -> list[str]:
         """Undo in reverse order; keep going past failures and report them."""
+        self._commit.clear()
         problems = []
         while self._undo:
             step = self._undo.pop()
@@ -51,16 +68,7 @@ class Transaction:
             problems = self.rollback()
             if problems and isinstance(exc, BaseException):
                 # the error goes on; what could not be undone travels with it (undo_failures)
-                setattr(exc, _UNDO_FAILED, (*undo_failures(exc), *problems))
-
-
-_UNDO_FAILED = "sandbox_service_undo_failed"
-
-
-def undo_failures(exc: BaseException) -> tuple[str, ...]:
-    """The rollback steps that failed after `exc` stopped a Transaction (none: everything was undone)."""
-    found: tuple[str, ...] = getattr(exc, _UNDO_FAILED, ())
-    return found
+                set_undo_failures(exc, (*undo_failures(exc), *problems))
 
 
 def full_disk_error(exc: BaseException, layout: Layout, name: str) -> NoSpace | None:
@@ -131,6 +139,16 @@ def write_units(
         write_atomic(target, text, mode=0o644)
         written.append(target)
     return written
+
+
+def remove_units(layout: Layout, paths: list[PurePosixPath], name: str) -> list[Path]:
+    removed = []
+    for path in paths:
+        target = unit_target(layout, path)
+        if is_ours(target, name):
+            target.unlink()
+            removed.append(target)
+    return removed
 
 
 def refuse_existing(layout: Layout, name: str) -> None:

@@ -81,11 +81,13 @@ def entry_capabilities(spec: SandboxSpec) -> tuple[str, ...]:
 def wrap(key: str, cmd: ExecCommand) -> ExecCommand:
     """An Exec*= command as it runs through the launcher; its prefixes stay on the line."""
     options: list[str] = []
-    if ExecFlag.NO_SETUID in cmd.flags:
+    if ExecFlag.PRIVILEGED in cmd.flags:
+        options.append("--privileged")  # '+': as the sandbox's root, with all of its capabilities
+    elif ExecFlag.NO_SETUID in cmd.flags:
         options.append("--as-root")  # '!': systemd would not have switched users for it
     if key in _JOINING:
         options.append("--join-main")
-    flags = tuple(f for f in cmd.flags if f is not ExecFlag.NO_SETUID)
+    flags = tuple(f for f in cmd.flags if f not in (ExecFlag.NO_SETUID, ExecFlag.PRIVILEGED))
     argv = (PYTHON, "-I", "-S", "-B", LAUNCHER, *options, "--", cmd.path, *cmd.argv)
     return ExecCommand(path=PYTHON, argv=argv, flags=flags, expand_env=cmd.expand_env)
 
@@ -138,6 +140,9 @@ def unit_plan(spec: SandboxSpec) -> UnitPlan:
             continue
         directives.append(d)
     directives.append(Directive("CapabilityBoundingSet", caps))
+    if _per_command_mounts(spec) is not None:
+        # the launcher mounts the unit's protections, then forbids mounting with a filter of its own
+        directives.append(Directive("SystemCallFilter", "@mount"))
     return UnitPlan(
         identity=(("User", account), ("Group", account), ("AmbientCapabilities", caps)),
         directives=tuple(directives),
@@ -156,11 +161,38 @@ def _directories(spec: SandboxSpec) -> list[dict[str, object]]:
         "logs": svc.logs_directories,
         "configuration": svc.configuration_directories,
     }
+    modes = {m.kind.value: int(m.mode, 8) for m in svc.directory_modes}
     out: list[dict[str, object]] = []
     for kind, top in _DIRECTORY_KINDS:
         for rel in by_kind[kind]:
-            out.append({"kind": kind, "path": f"{top}/{rel}", "mode": 0o755})
+            out.append({"kind": kind, "path": f"{top}/{rel}", "mode": modes.get(kind, 0o755)})
     return out
+
+
+def _control_capabilities(spec: SandboxSpec) -> tuple[str, ...]:
+    """What the commands that act on the running service (reload, stop) keep beyond the service's own
+    set, when the unit restricts none: an init script's stop finds its daemon by /proc/PID/exe, which for
+    a daemon under another user takes CAP_SYS_PTRACE (within the sandbox's own user namespace only)."""
+    if spec.service.capability_bounding_set is not None:
+        return ()
+    return ("CAP_KILL", "CAP_SYS_PTRACE")
+
+
+_PROTECT_LEVELS = {"yes": "yes", "true": "yes", "full": "full", "strict": "strict"}
+
+
+def _per_command_mounts(spec: SandboxSpec) -> dict[str, object] | None:
+    """The unit's ProtectSystem= and ReadOnlyPaths= when the launcher applies them
+    (security.mounts_per_command): with what stays writable, the unit's ReadWritePaths= and directories."""
+    svc = spec.service
+    if not security.mounts_per_command(svc, spec.tmpfiles, uses_user_namespace(spec)):
+        return None
+    level = next((d.value for d in svc.hardening if d.key == "ProtectSystem"), "no")
+    return {
+        "protect_system": _PROTECT_LEVELS.get(level),
+        "read_only": [p for d in svc.hardening if d.key == "ReadOnlyPaths" for p in d.value.split()],
+        "writable": [*svc.read_write_paths, *(f"-{d['path']}" for d in _directories(spec))],
+    }
 
 
 def launch_settings(spec: SandboxSpec) -> str:
@@ -175,13 +207,27 @@ def launch_settings(spec: SandboxSpec) -> str:
         "supplementary_groups": list(svc.supplementary_groups),
         "bounding": None if (caps := _bounding_set(spec)) is None else list(caps),
         "ambient": list(svc.ambient_capabilities),
+        "control": list(_control_capabilities(spec)),
         "directories": _directories(spec),
         "unprivileged_ports": opens_low_ports(spec),
         "forbid_namespaces": _restricts_namespaces(spec),
         "unit_environment": sorted({var.name for var in svc.environment}),
+        "working_directory": svc.working_directory,
+        "mounts": _per_command_mounts(spec),
     }
     return json.dumps(data, indent=2) + "\n"
 
 
 def needs_notify_socket(spec: SandboxSpec) -> bool:
     return spec.service.type is ServiceType.NOTIFY
+
+
+def without_user_namespace(cmd: ExecCommand) -> ExecCommand:
+    """A command of a sandbox without a user namespace: '+' would run it outside the sandbox, so it runs
+    inside as root instead ('!': no switch to the unit's user)."""
+    if ExecFlag.PRIVILEGED not in cmd.flags:
+        return cmd
+    flags = tuple(f for f in cmd.flags if f is not ExecFlag.PRIVILEGED)
+    if ExecFlag.NO_SETUID not in flags:
+        flags += (ExecFlag.NO_SETUID,)
+    return ExecCommand(cmd.path, cmd.argv, flags, cmd.expand_env)

@@ -23,10 +23,12 @@ nothing from the sandbox while it is still host root, so files the sandbox contr
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
 import os
+import signal
 import struct
 import sys
 from typing import NoReturn
@@ -48,6 +50,7 @@ NAMESPACE_FLAGS = (
     | CLONE_NEWNET | CLONE_NEWTIME
 )  # fmt: skip
 
+PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
 PR_SET_SECCOMP = 22
 PR_CAPBSET_READ = 23
@@ -55,10 +58,26 @@ PR_CAPBSET_DROP = 24
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 SECCOMP_MODE_FILTER = 2
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_RELATIME = 0x200000
+# A remount must repeat the flags the mount was locked with (statvfs() reports them).
+STATVFS_TO_MOUNT = (
+    (os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+    (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME), (os.ST_RELATIME, MS_RELATIME),
+)  # fmt: skip
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 # systemd's exit statuses for the same failures (systemd.exec(5)), so that `systemctl status` and our
 # diagnosis read them the same way.
+EXIT_CHDIR = 200
 EXIT_EXEC = 203
 EXIT_GROUP = 216
 EXIT_USER = 217
@@ -79,11 +98,14 @@ CAPABILITIES = (
     "CAP_CHECKPOINT_RESTORE",
 )  # fmt: skip
 
-# (audit arch, syscall numbers of unshare, clone, clone3, setns, and a mask applied to the number first)
-# for the nested-namespace filter; other architectures run without it (systemd's own filter still applies).
+# (audit arch, syscall numbers of unshare, clone, clone3, setns, of mount, umount2, pivot_root and the
+# new mount API, and a mask applied to the number first) for install_filter(); other architectures run
+# without it (systemd's own filter still applies).
+_NEW_MOUNT_API = (428, 429, 430, 431, 432, 433, 442)  # open_tree ... fspick, mount_setattr (all arches)
 SECCOMP_ARCHES = {
-    "x86_64": (0xC000003E, 272, 56, 435, 308, 0xBFFFFFFF),  # the mask folds x32's numbers onto x86-64's
-    "aarch64": (0xC00000B7, 97, 220, 435, 268, 0xFFFFFFFF),
+    # the mask folds x32's numbers onto x86-64's
+    "x86_64": (0xC000003E, 272, 56, 435, 308, (165, 166, 155, *_NEW_MOUNT_API), 0xBFFFFFFF),
+    "aarch64": (0xC00000B7, 97, 220, 435, 268, (40, 39, 41, *_NEW_MOUNT_API), 0xFFFFFFFF),
 }
 
 # What systemd sets for the account it runs us as (the sandbox's host account): replaced by the service
@@ -136,9 +158,14 @@ class Settings:
         bounding = data.get("bounding")
         self.bounding = None if bounding is None else _caps(_str_list(data, "bounding"))
         self.ambient = _caps(_str_list(data, "ambient"))
+        self.control = _caps(_str_list(data, "control"))
         self.unprivileged_ports = bool(data.get("unprivileged_ports", False))
         self.forbid_namespaces = bool(data.get("forbid_namespaces", True))
         self.unit_environment = set(_str_list(data, "unit_environment"))
+        # systemd would change directory as the host account, which may not enter the service's own
+        # directories: the launcher does it inside, as the service's user ("-": may be missing, "~": home)
+        self.working_directory = _opt_str(data, "working_directory")
+        self.mounts = _mount_settings(data.get("mounts"))
         self.directories: list[tuple[str, str, int]] = []
         for entry in data.get("directories", []):
             if not isinstance(entry, dict):
@@ -149,6 +176,30 @@ class Settings:
             if not isinstance(mode, int) or not 0 <= mode <= 0o7777:
                 fail(EXIT_CONFIG, f"{CONFIG}: invalid mode in {entry!r}")
             self.directories.append((kind, path, mode))
+
+
+class MountSettings:
+    """The unit's own ProtectSystem= and ReadOnlyPaths=, with the paths it keeps writable."""
+
+    def __init__(self, protect_system: str | None, read_only: list[str], writable: list[str]) -> None:
+        self.protect_system = protect_system
+        self.read_only = read_only
+        self.writable = writable
+
+
+def _mount_settings(value: object) -> MountSettings | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        fail(EXIT_CONFIG, f"{CONFIG}: mounts is not an object")
+    level = _opt_str(value, "protect_system")
+    if level is not None and level not in PROTECTED_TOPS:
+        fail(EXIT_CONFIG, f"{CONFIG}: unknown protect_system {level!r}")
+    paths = {key: _str_list(value, key) for key in ("read_only", "writable")}
+    for path in (*paths["read_only"], *paths["writable"]):
+        if not path.lstrip("-+").startswith("/"):
+            fail(EXIT_CONFIG, f"{CONFIG}: {path!r} is not an absolute path")
+    return MountSettings(level, paths["read_only"], paths["writable"])
 
 
 def _int(data: dict[str, object], key: str) -> int:
@@ -259,6 +310,9 @@ def join_namespaces(pid: int, id_base: int, *, optional: bool = False) -> bool:
     try:
         user_fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
         mnt_fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        # In a PID namespace of its own (PrivatePIDs=) the main process's /proc shows that namespace,
+        # in which this process has no entry (no /proc/self): then only its user namespace is joined.
+        same_pids = os.stat(f"/proc/{pid}/ns/pid").st_ino == os.stat("/proc/self/ns/pid").st_ino
         # Still the same process (its PID was not reused meanwhile): the pidfd can still signal it.
         if _libc.syscall(424, pidfd, 0, None, 0) != 0:  # pidfd_send_signal(pidfd, 0)
             fail(EXIT_NAMESPACE, f"process {pid} of the sandbox went away")
@@ -272,10 +326,49 @@ def join_namespaces(pid: int, id_base: int, *, optional: bool = False) -> bool:
     if fields != ["0", str(id_base), str(ID_COUNT)]:
         fail(EXIT_NAMESPACE, f"process {pid} does not belong to this sandbox (ID map {' '.join(fields)})")
     become_root_inside()
-    _check(_libc.setns(mnt_fd, CLONE_NEWNS), EXIT_NAMESPACE, "cannot join the sandbox's mount namespace")
+    if same_pids:
+        _check(_libc.setns(mnt_fd, CLONE_NEWNS), EXIT_NAMESPACE, "cannot join the sandbox's mount namespace")
     os.close(user_fd)
     os.close(mnt_fd)
     return True
+
+
+def oldest_in_sandbox() -> int | None:
+    """The longest-running process of this unit that is inside the sandbox (in a user namespace other
+    than the one systemd started us in), or None: what reload and stop commands join when systemd
+    knows no main process.  Whatever is joined must still show the sandbox's ID map (join_namespaces)."""
+    own = os.stat("/proc/self/ns/user").st_ino
+    best: tuple[int, int] | None = None
+    for pid in _unit_processes():
+        try:
+            if pid == os.getpid() or os.stat(f"/proc/{pid}/ns/user").st_ino == own:
+                continue
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+                started = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        if best is None or started < best[0]:
+            best = (started, pid)
+    return None if best is None else best[1]
+
+
+def _unit_processes() -> list[int]:
+    """The processes of this unit's control group, on the unified hierarchy or systemd's legacy one."""
+    places = []
+    with open("/proc/self/cgroup", encoding="utf-8") as f:
+        for line in f:
+            hierarchy, controllers, path = line.rstrip("\n").split(":", 2)
+            if hierarchy == "0" and not controllers:
+                places += [f"/sys/fs/cgroup{path}", f"/sys/fs/cgroup/unified{path}"]
+            elif "name=systemd" in controllers.split(","):
+                places.append(f"/sys/fs/cgroup/systemd{path}")
+    for place in places:
+        try:
+            with open(f"{place.rstrip('/')}/cgroup.procs", encoding="ascii") as f:
+                return [int(line) for line in f if line.strip()]
+        except OSError:
+            continue
+    return []
 
 
 def become_root_inside() -> None:
@@ -382,6 +475,81 @@ def make_directories(settings: Settings, account: Account | None) -> dict[str, s
     return {key: ":".join(paths) for key, paths in env.items()}
 
 
+# ---------------------------------------------------------------------------------------------------
+# The unit's file-system protections, for a unit whose '+' commands must be exempt from them
+
+
+PROTECTED_TOPS = {
+    "yes": ("/usr", "/boot", "/efi"),
+    "full": ("/usr", "/boot", "/efi", "/etc"),
+    "strict": ("/",),
+}
+# What ProtectSystem=strict leaves to other settings, and the sandbox's own mounts for /run and /tmp.
+LEFT_WRITABLE = ("/proc", "/sys", "/dev", "/run", "/tmp", "/var/tmp", "/home", "/root")
+
+
+def protect_mounts(settings: MountSettings) -> None:
+    """What systemd does for ProtectSystem= and ReadOnlyPaths=, in this command's own mount namespace:
+    the named trees become read-only, but for the writable paths inside them.  As under systemd, only a
+    process with CAP_SYS_ADMIN could undo it."""
+    read_only = [*PROTECTED_TOPS.get(settings.protect_system or "", ()), *settings.read_only]
+    writable = [*LEFT_WRITABLE, *settings.writable]
+    existing = set(_mount_points())
+    for setting in (*settings.writable, *read_only):
+        optional = setting.startswith("-")
+        path = setting.lstrip("-+")
+        if not os.path.lexists(path):
+            if optional or setting in PROTECTED_TOPS.get(settings.protect_system or "", ()):
+                continue
+            fail(EXIT_NAMESPACE, f"{path} does not exist (named by the unit's protections)")
+        if path not in existing:  # a mount point of its own, so its flags can differ from its parent's
+            _mount(path, path, MS_BIND | MS_REC)
+            existing.add(path)
+    tops = [(p.lstrip("-+"), True) for p in read_only] + [(p.lstrip("-+"), False) for p in writable]
+    for point in _mount_points():
+        within = [(len(top), ro) for top, ro in tops if _is_within(point, top)]
+        if within and max(within)[1]:  # the deepest setting decides; read-only wins a tie
+            _remount_read_only(point)
+
+
+def _is_within(path: str, top: str) -> bool:
+    return top == "/" or path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _mount_points() -> list[str]:
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        return [_unescape(line.split()[4]) for line in f if line.strip()]
+
+
+def _unescape(field: str) -> str:
+    out, i = [], 0
+    while i < len(field):  # the kernel writes space, tab, newline and backslash as \ooo
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def _mount(source: str, target: str, flags: int) -> None:
+    if _libc.mount(os.fsencode(source), os.fsencode(target), None, flags, None) != 0:
+        fail(EXIT_NAMESPACE, f"cannot mount {target}: {os.strerror(ctypes.get_errno())}")
+
+
+def _remount_read_only(point: str) -> None:
+    try:
+        current = os.statvfs(point).f_flag
+    except OSError as exc:
+        fail(EXIT_NAMESPACE, f"cannot read the flags of {point}: {exc.strerror}")
+    flags = MS_REMOUNT | MS_BIND | MS_RDONLY
+    for st_flag, ms_flag in STATVFS_TO_MOUNT:
+        if current & st_flag:
+            flags |= ms_flag
+    _mount("none", point, flags)
+
+
 def _chown_tree(top: str, uid: int, gid: int) -> None:
     os.lchown(top, uid, gid)
     for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
@@ -402,32 +570,44 @@ def _bpf(code: int, jt: int, jf: int, k: int) -> bytes:
     return struct.pack("=HBBI", code, jt, jf, k)
 
 
-def forbid_namespaces() -> None:
-    """A seccomp filter against new namespaces: systemd had to allow user and mount namespaces for
-    phase 1, the service itself needs none.  clone3() answers ENOSYS so that libc falls back to clone(),
-    whose flags a filter can see."""
+def install_filter(namespaces: bool, mounts: bool) -> None:
+    """A seccomp filter against new namespaces (systemd had to allow user and mount namespaces for
+    phase 1, the service itself needs none) and, where the launcher mounted the unit's protections
+    (protect_mounts), against mounting (systemd had to allow that for it).  clone3() answers ENOSYS so
+    that libc falls back to clone(), whose flags a filter can see."""
     arch = SECCOMP_ARCHES.get(os.uname().machine)
-    if arch is None:
+    if arch is None or not (namespaces or mounts):
         return
-    audit_arch, nr_unshare, nr_clone, nr_clone3, nr_setns, mask = arch
+    audit_arch, nr_unshare, nr_clone, nr_clone3, nr_setns, mount_nrs, mask = arch
     ld_w_abs, jeq_k, jset_k, ret_k, alu_and_k = 0x20, 0x15, 0x45, 0x06, 0x54
-    allow, eperm, enosys = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38
+    allow, eperm, enosys = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS
+
+    def refuse(nr: int, action: int) -> list[bytes]:
+        return [_bpf(jeq_k, 0, 1, nr), _bpf(ret_k, 0, 0, action)]
+
+    def refuse_flags(nr: int) -> list[bytes]:  # clone() and unshare(): by the flags of the first argument
+        return [
+            _bpf(jeq_k, 0, 4, nr),
+            _bpf(ld_w_abs, 0, 0, 16),  # the low half of the first argument
+            _bpf(jset_k, 0, 1, NAMESPACE_FLAGS),
+            _bpf(ret_k, 0, 0, eperm),
+            _bpf(ret_k, 0, 0, allow),
+        ]
+
     prog = [
         _bpf(ld_w_abs, 0, 0, 4),  # arch
         _bpf(jeq_k, 1, 0, audit_arch),
         _bpf(ret_k, 0, 0, allow),  # another ABI: systemd's SystemCallArchitectures= decides
         _bpf(ld_w_abs, 0, 0, 0),  # syscall number
         _bpf(alu_and_k, 0, 0, mask),
-        _bpf(jeq_k, 5, 0, nr_setns),
-        _bpf(jeq_k, 5, 0, nr_clone3),
-        _bpf(jeq_k, 1, 0, nr_unshare),
-        _bpf(jeq_k, 0, 4, nr_clone),
-        _bpf(ld_w_abs, 0, 0, 16),  # flags: the low half of the first argument
-        _bpf(jset_k, 0, 2, NAMESPACE_FLAGS),
-        _bpf(ret_k, 0, 0, eperm),  # setns, or a namespace flag
-        _bpf(ret_k, 0, 0, enosys),  # clone3
-        _bpf(ret_k, 0, 0, allow),
     ]
+    if namespaces:
+        prog += [*refuse(nr_setns, eperm), *refuse(nr_clone3, enosys)]
+        prog += [*refuse_flags(nr_unshare), *refuse_flags(nr_clone)]
+    if mounts:
+        for nr in mount_nrs:
+            prog += refuse(nr, eperm)
+    prog.append(_bpf(ret_k, 0, 0, allow))
     code = b"".join(prog)
     buf = ctypes.create_string_buffer(code, len(code))
 
@@ -438,7 +618,7 @@ def forbid_namespaces() -> None:
     _check(
         _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0),
         EXIT_SECCOMP,
-        "cannot install the namespace filter",
+        "cannot install the seccomp filter",
     )
 
 
@@ -473,6 +653,57 @@ def switch_user(account: Account, ambient: set[int]) -> None:
             )
 
 
+def change_directory(setting: str, account: Account | None) -> None:
+    optional = setting.startswith("-")
+    path = setting[1:] if optional else setting
+    if path == "~":
+        path = account.home if account is not None else "/root"
+    try:
+        os.chdir(path)
+    except OSError as exc:
+        if not optional:
+            fail(EXIT_CHDIR, f"cannot change to working directory {path}: {exc.strerror}")
+
+
+FORWARDED = (
+    signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+    signal.SIGWINCH, signal.SIGCONT,
+)  # fmt: skip
+
+
+CLEAN_SIGNALS = frozenset({signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE})
+
+
+def stay_as_init() -> None:
+    """With PrivatePIDs= the launcher is PID 1 of the unit's PID namespace, and the kernel delivers a
+    signal to PID 1 only if it handles it: a program without a SIGTERM handler would ignore the stop.
+    So the launcher stays: it forks the command, passes signals on to it, reaps what is orphaned, and
+    exits with the command's status.  Returns in the child only."""
+    child = os.fork()
+    if child == 0:
+        return
+    # It keeps CAP_KILL only: its command may run under another user, whom it could not signal without.
+    with contextlib.suppress(LaunchError):  # a profile may forbid capset()
+        _capset({CAPABILITIES.index("CAP_KILL")})
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):  # gone already: systemd signals the whole unit
+            os.kill(child, signum)
+
+    for sig in FORWARDED:
+        signal.signal(sig, forward)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        if pid == child:
+            code = os.waitstatus_to_exitcode(status)
+            # systemd takes a main process killed by these as a clean stop; PID 1 cannot die by a
+            # signal of its own, so it says so with status 0
+            os._exit(0 if -code in CLEAN_SIGNALS else code if code >= 0 else 128 - code)
+
+
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -484,6 +715,7 @@ class Command:
         self.full_caps = False  # '+': keep every capability of the sandbox's root
         self.join: int | None = None
         self.join_optional = False  # --join-main: the main process may be gone (ExecStopPost)
+        self.unit_command = True  # one of the unit's Exec lines (not execute's): WorkingDirectory= applies
         rest = list(argv)
         while rest and rest[0] != "--":
             opt = rest.pop(0)
@@ -497,6 +729,7 @@ class Command:
                 self.join_optional = True
             elif opt == "--join" and rest and rest[0].isdigit():
                 self.join = int(rest.pop(0))
+                self.unit_command = False
             else:
                 fail(EXIT_CONFIG, f"unknown launcher option {opt!r}")
         if len(rest) < 3 or not rest[1]:
@@ -508,6 +741,8 @@ class Command:
 def launch(argv: list[str]) -> NoReturn:
     command = Command(argv)
     settings = load_settings()
+    if command.join is None and command.join_optional:
+        command.join = oldest_in_sandbox()  # systemd knows no main process (a forking init script)
     joined = command.join is not None and join_namespaces(
         command.join, settings.id_base, optional=command.join_optional
     )
@@ -517,19 +752,28 @@ def launch(argv: list[str]) -> NoReturn:
         enter_new_namespaces(settings.id_base)
         become_root_inside()
     # From here on the process is the sandbox's root: whatever it reads can only hurt the sandbox itself.
+    # Entering the namespace made it undumpable, which would hide it (as PID 1 of a PID namespace) from the
+    # sandbox's own ps; it holds nothing of the host's any more.
+    _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
     service_account = resolve_account(settings)
     account = None if command.as_root else service_account
     env = {
         k: v for k, v in os.environ.items() if k not in ACCOUNT_VARIABLES or k in settings.unit_environment
     }
     env.update(make_directories(settings, service_account))
+    if settings.mounts is not None and not joined and not command.full_caps:
+        protect_mounts(settings.mounts)
     if settings.bounding is not None and not command.full_caps:
-        drop_bounding_set(settings.bounding | settings.ambient)
-    if settings.forbid_namespaces:
-        forbid_namespaces()
+        control = settings.control if command.join_optional else set()  # reload, stop: find the service
+        drop_bounding_set(settings.bounding | settings.ambient | control)
+    install_filter(settings.forbid_namespaces, settings.mounts is not None)
+    if os.getpid() == 1:
+        stay_as_init()  # from here on in the command's process; the launcher waits as PID 1
     if account is not None:
         switch_user(account, settings.ambient)
         env.update(HOME=account.home, USER=account.name, LOGNAME=account.name, SHELL=account.shell)
+    if command.unit_command and settings.working_directory:
+        change_directory(settings.working_directory, service_account)
     try:
         if "/" in command.path:
             os.execve(command.path, command.argv, env)

@@ -1,6 +1,6 @@
 """Locks that keep two runs of the tool from changing the same sandbox at the same time.
 
-Every command that changes a sandbox (create, delete, upgrade, clone, enable, disable) holds that
+Every command that changes a sandbox (create, delete, upgrade, clone, copy, enable, disable) holds that
 sandbox's lock from before it reads anything until it is done: an exclusive flock(2) on
 ``/var/lib/sandbox-service/.locks/sandbox-NAME.lock`` (under --root, in the image).  clone holds its
 source's lock shared, so a source can be cloned twice at once but not changed meanwhile.  A second run
@@ -11,9 +11,15 @@ the run left half done is for recovery.py to find, which is safe because the loc
 working on that sandbox.  Lock files are removed when released, so none accumulate: a run that finds
 its file replaced or gone after the wait (the holder removed it) opens the new one and waits again.
 
-The host lock (``.locks/host.lock``) is for what sandboxes share beyond the registries, which lock
-themselves (registry.py): a new sandbox's check that its published ports are free and its publication
-are one step under it, so two creates cannot both take a port.
+Every run that takes sandbox locks first takes ``.locks/all.lock`` shared; apply, which may change any
+number of sandboxes, takes it exclusively instead (every_sandbox): one lock rather than thousands of
+descriptors, and no per-sandbox command runs beside it.  The host lock (``.locks/host.lock``) is for
+what sandboxes share beyond the registries, which lock themselves (registry.py): a new sandbox's check
+that its published ports are free and its publication are one step under it, so two creates cannot
+both take a port.  The order is always all, sandboxes, host.
+
+Within one process the locks are re-entrant: a command run inside another that holds a lock already
+(apply creating a sandbox, say) holds it once more instead of waiting for itself.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from .spec import check_name
 
 LOCK_DIR_NAME = ".locks"
 HOST_LOCK_NAME = "host.lock"
+ALL_LOCK_NAME = "all.lock"
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,10 @@ def sandbox_lock_path(layout: Layout, name: str) -> Path:
     return lock_dir(layout) / f"sandbox-{name}.lock"
 
 
+def all_lock_path(layout: Layout) -> Path:
+    return lock_dir(layout) / ALL_LOCK_NAME
+
+
 def host_lock_path(layout: Layout) -> Path:
     return lock_dir(layout) / HOST_LOCK_NAME
 
@@ -65,15 +76,26 @@ def sandboxes(
 ) -> Iterator[None]:
     """Hold the locks of `names` (exclusive) and of `shared` (shared, unless also in `names`).
 
-    They are taken in name order, so two runs that want overlapping sets cannot deadlock."""
+    The lock of all sandboxes is taken first, shared (every_sandbox takes it exclusively); then the
+    sandboxes' in name order, so two runs that want overlapping sets cannot deadlock."""
     policy = policy or LockPolicy()
     modes = {check_name(n): True for n in shared}
     modes.update({check_name(n): False for n in names})
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_holding(all_lock_path(layout), True, policy, "every sandbox"))
         for name in sorted(modes):
             stack.enter_context(
                 _holding(sandbox_lock_path(layout, name), modes[name], policy, f"sandbox {name!r}")
             )
+        yield
+
+
+@contextlib.contextmanager
+def every_sandbox(layout: Layout, policy: LockPolicy | None = None) -> Iterator[None]:
+    """Hold the lock of all sandboxes exclusively (apply, which may change any number of them): one
+    lock, not thousands, that no per-sandbox command gets past.  Commands run inside take their
+    sandboxes' locks as usual (sandboxes())."""
+    with _holding(all_lock_path(layout), False, policy or LockPolicy(), "every sandbox"):
         yield
 
 
@@ -161,7 +183,7 @@ def _acquire(path: Path, shared: bool, policy: LockPolicy, what: str) -> _Held:
                         "wait for it to finish, or run the command without --no-wait, which waits",
                     ) from None
                 if policy.on_wait is not None and not told:
-                    policy.on_wait(f"waiting for {what}: another sandbox-service{holder} is changing it")
+                    policy.on_wait(f"waiting: {what} is being changed by another sandbox-service{holder}")
                     told = True
                 fcntl.flock(fd, mode)
             if _still_linked(fd, path):

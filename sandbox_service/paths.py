@@ -26,6 +26,13 @@ def service_unit(name: str) -> str:
     return f"{unit_base(name)}.service"
 
 
+def sandbox_name_of(unit: str) -> str | None:
+    """The sandbox a service unit of ours belongs to (sandbox-NAME.service), or None."""
+    if unit.startswith(UNIT_PREFIX) and unit.endswith(".service"):
+        return unit[len(UNIT_PREFIX) : -len(".service")] or None
+    return None
+
+
 def slice_unit(name: str) -> str:
     return f"{unit_base(name)}.slice"
 

@@ -16,7 +16,9 @@ left over.  The recovery of each command, as the README's Reliability section li
   anew; ``create --exist-ok`` on a complete sandbox rewrites its units and finishes registering it;
 - delete: removes the traces of a NAME whether it is a sandbox, half one, or only traces;
 - upgrade: work directories of a killed run are dropped (discard_upgrade_work); the merge itself is
-  consistent after every step, so running it again finishes it.
+  consistent after every step, so running it again finishes it;
+- apply: holding the lock of every sandbox, it clears the listed names whose last run did not finish
+  (clear_unfinished) before it plans, so they are made anew; what it updates goes as upgrade's does.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path, PurePosixPath
 from . import identity, locks, selinux
 from .atomic import TEMP_INFIX, fsync_dir, pid_alive, stale_temps
 from .errors import JobFailed
+from .index import INDEX_NAME
 from .install import is_ours
 from .paths import (
     DELETING,
@@ -150,7 +153,7 @@ def find_traces(layout: Layout, name: str) -> Traces:
 
 def shared_files(layout: Layout) -> list[Path]:
     """Files every sandbox's runs write (atomically, through a temp file)."""
-    registries = [layout.mcs_registry, identity.registry_for(layout).path]
+    registries = [layout.mcs_registry, identity.registry_for(layout).path, layout.sandbox_base / INDEX_NAME]
     return [*registries, *(layout.unit_dir / u for u in STATIC_UNITS)]
 
 
@@ -301,3 +304,34 @@ def remove_stray_units(layout: Layout, name: str, files: Mapping[PurePosixPath, 
     for u in stray:
         u.unlink()
     return stray
+
+
+def unfinished(layout: Layout, names: Sequence[str]) -> list[str]:
+    """Those of `names` that are no sandbox but have traces of an unfinished run: a staging or deleting
+    directory, an unfinished sandbox directory, or a registry entry.  One listing of the sandboxes'
+    directory and one read of each registry, however many names (apply)."""
+    wanted = set(names)
+    try:
+        entries = os.listdir(layout.sandbox_base)
+    except FileNotFoundError:
+        return []
+    found: set[str] = set()
+    for entry in entries:
+        if entry.startswith(".") and (f".{STAGING}-" in entry or f".{DELETING}-" in entry):
+            found.add(entry[1:].rsplit(".", 1)[0])
+        elif entry in wanted and os.path.lexists(layout.sandbox_dir(entry) / INCOMPLETE_MARK):
+            found.add(entry)
+    found |= set(identity.registry_for(layout).ranges()) | set(
+        selinux.McsRegistry(layout.mcs_registry).pairs()
+    )
+    return sorted(n for n in found & wanted if not is_complete(layout, n))
+
+
+def clear_unfinished(layout: Layout, names: Sequence[str], sd: Systemd | None) -> list[Traces]:
+    """Remove the traces of those of `names` whose last run did not finish (see unfinished), so that
+    they are made anew; returns what was found."""
+    found = [find_traces(layout, n) for n in unfinished(layout, names)]
+    found = [t for t in found if not t.empty]
+    if found:
+        remove_traces(layout, found, sd)
+    return found

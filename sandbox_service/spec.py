@@ -31,8 +31,15 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9_.:+-]+")
 _PROFILE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 # Host directories a sandbox may share read-only: /usr, and the top-level directories that usr-merged
-# systems link into it and others keep as real directories.
-SHAREABLE = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# systems link into it and others keep as real directories; and the host-managed data under /etc that a
+# service reads but never writes (trust anchors, the alternatives links into /usr, protocol tables),
+# shared instead of copied into every sandbox, so host updates reach them as /usr's do.
+SHARED_SOFTWARE = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+SHARED_ETC = (
+    "/etc/ssl/certs", "/etc/ca-certificates", "/etc/ca-certificates.conf", "/etc/pki", "/etc/alternatives",
+    "/etc/mime.types", "/etc/services", "/etc/protocols",
+)  # fmt: skip
+SHAREABLE = (*SHARED_SOFTWARE, *SHARED_ETC)
 # Where the private copies of host files may come from, and what is never copied (the host's secrets and
 # the tool's own state, which holds every other sandbox).
 COPYABLE = ("/etc/", "/var/", "/srv/", "/opt/", "/home/")
@@ -58,11 +65,13 @@ class ServiceType(enum.Enum):
 
 
 class ExecFlag(enum.Enum):
-    """Exec line prefixes we keep. '+' (run outside the sandbox) is refused by discovery, never stored."""
+    """Exec line prefixes we keep. '+' (full privileges, outside the unit's sandboxing) is kept as
+    PRIVILEGED and means, in a sandbox: as its root with all of the sandbox's capabilities, inside it."""
 
     IGNORE_FAILURE = "-"
     NO_ENV_EXPAND = ":"
     NO_SETUID = "!"
+    PRIVILEGED = "+"
 
 
 class SELinuxMode(enum.Enum):
@@ -185,6 +194,80 @@ class EnvFile:
         check_abs_path("EnvironmentFile", self.path)
 
 
+# Settings of a host unit carried into its sandbox's unit as they are (discover/carry.py writes them):
+# only these keys, so a spec file cannot slip in a command, a root, a user or a namespace setting.
+_LIMITS = (
+    "AS", "CORE", "CPU", "DATA", "FSIZE", "LOCKS", "MEMLOCK", "MSGQUEUE", "NICE", "NOFILE", "NPROC", "RSS",
+    "RTPRIO", "RTTIME", "SIGPENDING", "STACK",
+)  # fmt: skip
+CARRIABLE = frozenset(
+    {
+        "ExitType", "GuessMainPID", "NotifyAccess", "WatchdogSec", "WatchdogSignal", "FileDescriptorStoreMax",
+        "FileDescriptorStorePreserve", "NonBlocking", "SameProcessGroup", "IgnoreSIGPIPE", "RestartSteps",
+        "RestartMaxDelaySec", "RestartMode", "RestartPreventExitStatus", "RestartForceExitStatus",
+        "SuccessExitStatus", "TimeoutAbortSec", "TimeoutCleanSec", "TimeoutStartFailureMode",
+        "TimeoutStopFailureMode", "RuntimeMaxSec", "RuntimeRandomizedExtraSec", "OOMPolicy",
+        "ReloadSignal", "RestartKillSignal", "FinalKillSignal", "SendSIGKILL", "SendSIGHUP",
+        "SetLoginEnvironment", "PassEnvironment", "UnsetEnvironment", "Nice", "OOMScoreAdjust",
+        "CoredumpFilter", "IOSchedulingClass",
+        "IOSchedulingPriority", "CPUSchedulingPolicy", "CPUSchedulingPriority", "CPUSchedulingResetOnFork",
+        "NUMAPolicy", "TimerSlackNSec", "Personality", "DebugInvocation", "SyslogIdentifier",
+        "SyslogFacility", "SyslogLevel", "SyslogLevelPrefix", "LogLevelMax", "LogRateLimitIntervalSec",
+        "LogRateLimitBurst",
+        "TemporaryFileSystem", "ExecSearchPath", "SystemCallLog", "MemoryKSM", "DisableControllers",
+        "CPUAccounting", "CPUWeight", "StartupCPUWeight", "CPUShares", "StartupCPUShares", "CPUQuota",
+        "CPUQuotaPeriodSec", "MemoryAccounting", "MemoryMin", "MemoryLow", "MemoryHigh", "MemoryMax",
+        "MemorySwapMax", "MemoryZSwapMax", "MemoryLimit", "DefaultMemoryLow", "DefaultMemoryMin",
+        "DefaultStartupMemoryLow", "StartupMemoryLow", "StartupMemoryHigh", "StartupMemoryMax",
+        "StartupMemorySwapMax", "StartupMemoryZSwapMax", "MemoryPressureWatch", "MemoryPressureThresholdSec",
+        "TasksAccounting", "TasksMax", "IOAccounting", "IOWeight", "StartupIOWeight", "IODeviceWeight",
+        "IOReadBandwidthMax", "IOWriteBandwidthMax", "IOReadIOPSMax", "IOWriteIOPSMax",
+        "IODeviceLatencyTargetSec", "BlockIOAccounting", "BlockIOWeight", "StartupBlockIOWeight",
+        "BlockIODeviceWeight", "BlockIOReadBandwidth", "BlockIOWriteBandwidth", "IPAccounting",
+        "ManagedOOMSwap", "ManagedOOMMemoryPressure", "ManagedOOMMemoryPressureLimit",
+        "ManagedOOMMemoryPressureDurationSec", "ManagedOOMPreference", "DefaultDependencies",
+        "StopWhenUnneeded", "RefuseManualStart", "RefuseManualStop", "AllowIsolate", "IgnoreOnIsolate",
+        "CollectMode", "JobTimeoutSec", "JobRunningTimeoutSec", "StartLimitIntervalSec", "StartLimitBurst",
+        "OnFailureJobMode", "OnSuccessJobMode", *(f"Limit{name}" for name in _LIMITS),
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One line of the host unit's, carried into the sandbox's unit as it is (see CARRIABLE)."""
+
+    key: str
+    value: str
+
+    def __post_init__(self) -> None:
+        if self.key not in CARRIABLE:
+            raise InvalidInput(f"{self.key}= is not a setting the tool carries from a host unit")
+        check_text(f"value of {self.key}", self.value)
+        if self.value != self.value.strip() or self.value.endswith("\\"):
+            raise InvalidInput(f"value of {self.key} cannot be written in a unit file: {self.value!r}")
+
+
+class DirectoryKind(enum.Enum):
+    RUNTIME = "runtime"
+    STATE = "state"
+    CACHE = "cache"
+    LOGS = "logs"
+    CONFIGURATION = "configuration"
+
+
+@dataclass(frozen=True)
+class DirectoryMode:
+    """The mode of one kind of the service's directories (RuntimeDirectoryMode= and friends)."""
+
+    kind: DirectoryKind
+    mode: str
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"0[0-7]{3}", self.mode):
+            raise InvalidInput(f"invalid directory mode {self.mode!r}")
+
+
 @dataclass(frozen=True)
 class ServiceDef:
     """The wrapped program: the host unit's [Service] settings that carry over into the sandbox."""
@@ -219,6 +302,17 @@ class ServiceDef:
     read_write_paths: tuple[str, ...] = ()
     capability_bounding_set: tuple[str, ...] | None = None  # None: the host unit does not restrict it
     ambient_capabilities: tuple[str, ...] = ()
+    exec_condition: tuple[ExecCommand, ...] = ()
+    directory_modes: tuple[DirectoryMode, ...] = ()  # only those the host unit sets (default 0755)
+    carried: tuple[Setting, ...] = ()  # the host unit's settings carried as they are
+    hardening: tuple[Directive, ...] = ()  # the host unit's own protections (merged with the profile's)
+    after: tuple[str, ...] = ()  # targets of the host's the service is ordered after (and wants)
+
+    def all_commands(self) -> tuple[ExecCommand, ...]:
+        return (
+            *self.exec_condition, *self.exec_start_pre, *self.exec_start, *self.exec_start_post,
+            *self.exec_reload, *self.exec_stop, *self.exec_stop_post,
+        )  # fmt: skip
 
     def __post_init__(self) -> None:
         for cap in (*(self.capability_bounding_set or ()), *self.ambient_capabilities):
@@ -260,8 +354,11 @@ class ServiceDef:
             *self.configuration_directories,
         ):
             check_rel_dir("directory setting", d)
+        for target in self.after:
+            if not re.fullmatch(r"[A-Za-z0-9:_.@\\-]+\.target", target):
+                raise InvalidInput(f"invalid target name {target!r}")
         for p in self.read_write_paths:
-            check_abs_path("ReadWritePaths", p.removeprefix("-"))
+            check_abs_path("ReadWritePaths", p.removeprefix("-").removeprefix("+"))
             if directives.opens_shared(p):
                 raise InvalidInput(f"ReadWritePaths={p} would open what the sandbox shares read-only")
 
@@ -289,6 +386,11 @@ class Security:
     ``user_namespace`` is the isolation model: True (the default of every shipped profile) runs the
     sandbox's root as the sandbox's own unprivileged host IDs, in a user namespace of its own; False runs
     it as the host's root, as the wrapped unit would (weaker, for services that need host privileges).
+
+    ``private_ipc`` is the profile's ``PrivateIPC=`` (default yes): an IPC namespace of the sandbox's
+    own.  A profile may give it up (``PrivateIPC=no``) for density: systemd keeps two descriptors per
+    running sandbox for it, and its own descriptor limit bounds how many sandboxes can run.  Recorded as a
+    flag, not a directive, since a spec's directives may only harden.
     """
 
     profile: str = "default"
@@ -296,6 +398,7 @@ class Security:
     private_users: bool | None = None
     directives: tuple[Directive, ...] = ()
     user_namespace: bool = True
+    private_ipc: bool = True
 
     def __post_init__(self) -> None:
         if not _PROFILE_RE.fullmatch(self.profile):
@@ -360,6 +463,8 @@ class SandboxSpec:
     user: str | None = None  # --user/--group given at create: wins over the wrapped unit's User=/Group=
     group: str | None = None
     id_base: int | None = None  # first host ID of the sandbox's private range; None: no user namespace
+    tmpfiles: tuple[str, ...] = ()  # tmpfiles.d names of its packages, applied inside at every start
+    apply_group: str | None = None  # made or last changed by `apply` for this group (apply --prune)
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -380,8 +485,23 @@ class SandboxSpec:
             raise InvalidInput(f"invalid SELinux level {self.selinux_level!r}")
         if self.id_base is not None:
             check_id_base(self.id_base)
+        for name in self.tmpfiles:
+            if not re.fullmatch(r"[A-Za-z0-9_.@+-]+\.conf", name) or name.startswith("."):
+                raise InvalidInput(f"invalid tmpfiles.d name {name!r}")
+        if self.apply_group is not None:
+            check_group(self.apply_group)
         if self.id_base is not None and not self.security.user_namespace:
             raise InvalidInput("an ID range is given but the user namespace is turned off")
+
+
+def check_group(value: str) -> str:
+    """An apply group's name: what a sandbox name may be."""
+    if len(value) > NAME_MAX or not _NAME_RE.fullmatch(value):
+        raise InvalidInput(
+            f"invalid apply group {value!r}",
+            f"use at most {NAME_MAX} lowercase letters, digits, '-' and '_', starting with a letter or digit",
+        )
+    return value
 
 
 def check_id_base(value: int) -> int:

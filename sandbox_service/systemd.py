@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ UNIT_IFACE = b"org.freedesktop.systemd1.Unit"
 SERVICE_IFACE = b"org.freedesktop.systemd1.Service"
 PROPS_IFACE = b"org.freedesktop.DBus.Properties"
 JOB_TIMEOUT_SEC = 300.0
+CALL_TIMEOUT_SEC = 120.0
 
 
 def systemd_running(root: str = "/") -> bool:
@@ -81,6 +82,40 @@ class UnitSettings:
     bus_name: str
     capability_bounding_set: int
     ambient_capabilities: int
+    exec_condition: tuple[RawExec, ...] = ()
+    source_path: str = ""  # the init script a generator made the unit from
+    # PermissionsStartOnly=: systemd keeps it to itself (no D-Bus property); read from the unit's files
+    permissions_start_only: bool = False
+    # Offline only (unit files as written): assignments carry.py takes verbatim; over D-Bus the same come
+    # from unit_properties()
+    raw: tuple[tuple[str, str], ...] = ()
+
+
+PropertyValue = str | int | bool | tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Properties:
+    """Every property systemd reports for a service unit (Unit and Service interfaces), as plain Python
+    values: strings, numbers, booleans, and tuples of them (arrays and structs)."""
+
+    items: tuple[tuple[str, PropertyValue], ...]
+
+    def get(self, name: str, default: PropertyValue | None = None) -> PropertyValue | None:
+        return dict(self.items).get(name, default)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.items)
+
+
+def _plain(value: Any) -> PropertyValue:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(v) for v in value)
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -149,6 +184,9 @@ class Systemd:
             )
         from pystemd.dbuslib import DBus
 
+        # sd-bus gives a method call 25 s by default; a PID 1 busy with thousands of units (a large
+        # apply on a loaded host) may take longer to answer one.  Read when a call is made.
+        os.environ.setdefault("SYSTEMD_BUS_TIMEOUT", f"{int(CALL_TIMEOUT_SEC)}s")
         self._bus = DBus()
         try:
             self._bus.open()
@@ -156,7 +194,7 @@ class Systemd:
             raise SystemdUnavailable(f"cannot connect to the system bus: {exc}") from exc
         self._subscribed = False
         self._job_results: dict[bytes, str] = {}
-        self._job_callback: Any = None
+        self._job_callback: Callable[..., None] | None = None
 
     def __enter__(self) -> Systemd:
         return self
@@ -196,6 +234,16 @@ class Systemd:
 
     def reload(self) -> None:
         self._manager(b"Reload")
+
+    def version(self) -> int:
+        """The running systemd's version number ("252.39-1~deb12u1" is 252)."""
+        value = _s(self._call(MANAGER_PATH, PROPS_IFACE, b"Get", b"ss", [MANAGER_IFACE, b"Version"]))
+        digits = ""
+        for ch in value:
+            if not ch.isdigit():
+                break
+            digits += ch
+        return int(digits or 0)
 
     def enable(self, unit_files: Sequence[str]) -> None:
         if unit_files:
@@ -243,6 +291,7 @@ class Systemd:
             dropin_paths=_strs(unit[b"DropInPaths"]),
             description=_s(unit[b"Description"]),
             type=_s(svc[b"Type"]),
+            exec_condition=ex("ExecCondition"),
             exec_start_pre=ex("ExecStartPre"),
             exec_start=ex("ExecStart"),
             exec_start_post=ex("ExecStartPost"),
@@ -276,7 +325,18 @@ class Systemd:
             bus_name=_s(svc[b"BusName"]),
             capability_bounding_set=int(svc[b"CapabilityBoundingSet"]),
             ambient_capabilities=int(svc[b"AmbientCapabilities"]),
+            source_path=_s(unit[b"SourcePath"]),
         )
+
+    def unit_properties(self, name: str) -> Properties:
+        """All properties of a service unit; for a name systemd does not know, the defaults it would give
+        a service that sets nothing (how a unit's own settings are told from the manager's defaults)."""
+        path = self._unit_path(name)
+        merged: dict[str, PropertyValue] = {}
+        for iface in (UNIT_IFACE, SERVICE_IFACE):
+            for key, value in self._get_all(path, iface).items():
+                merged[_s(key)] = _plain(value)
+        return Properties(tuple(sorted(merged.items())))
 
     def service_status(self, name: str) -> ServiceStatus:
         path = self._unit_path(name)
@@ -312,6 +372,19 @@ class Systemd:
 
     def _run_jobs(self, method: bytes, units: Sequence[str]) -> None:
         """Enqueue one job per unit and wait until systemd reports each as removed, with its result."""
+        results = self.wait(self.submit(method.decode().removesuffix("Unit").lower(), units))
+        failed = [(unit, result) for unit, result in results.items() if result != "done"]
+        if failed:
+            unit, result = failed[0]
+            verb = method.decode().removesuffix("Unit").lower()
+            raise JobFailed(f"{verb} of {unit} failed (job result: {result})", unit=unit)
+
+    def submit(self, verb: str, units: Sequence[str]) -> dict[str, bytes]:
+        """Enqueue a job ("start", "stop", "restart", "reload") for each unit, without waiting; returns
+        each unit's job.  Wait for them with wait() (many batches may be submitted first)."""
+        method = {"start": b"StartUnit", "stop": b"StopUnit", "restart": b"RestartUnit"}.get(
+            verb, b"ReloadUnit"
+        )
         # The callback is registered once per connection and records into self._job_results, so
         # results of jobs that finish before their enqueue call even returns are not lost.
         if not self._subscribed:
@@ -319,37 +392,42 @@ class Systemd:
             def on_job_removed(msg: Any, error: Any = None, userdata: Any = None) -> None:
                 self._on_job_removed(msg)  # pystemd tags the callback object, so it must be a function
 
-            # pystemd does not keep the callback alive: without this reference it is freed when this
-            # call returns, and the signals of a second batch of jobs crash the process
+            # pystemd hands sd-bus a pointer to the function without holding a reference to it: it must
+            # live as long as the connection does
             self._job_callback = on_job_removed
             self._bus.match_signal(
                 SYSTEMD_BUS_NAME, MANAGER_PATH, MANAGER_IFACE, b"JobRemoved", on_job_removed
             )
             self._manager(b"Subscribe")
             self._subscribed = True
+        return {unit: self._manager(method, b"ss", unit.encode(), b"replace") for unit in units}
+
+    def wait(
+        self, jobs: dict[str, bytes], progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, str]:
+        """Each unit's job result ("done", "failed", "timeout", ...) once systemd removed its job.  A job
+        that makes no progress for JOB_TIMEOUT_SEC counts as "timeout"; the clock restarts whenever one
+        finishes, so thousands of jobs that take long together do not time out."""
         results = self._job_results
-        jobs = {unit: self._manager(method, b"ss", unit.encode(), b"replace") for unit in units}
+        pending = set(jobs.values())
+        total = len(pending)
         deadline = time.monotonic() + JOB_TIMEOUT_SEC
-        for _ in self._pump(deadline):
-            if all(job in results for job in jobs.values()):
+        while pending:
+            while not self._bus.process().is_empty():  # runs the JobRemoved callback
+                pass
+            finished = {job for job in pending if job in results}
+            if finished:
+                pending -= finished
+                deadline = time.monotonic() + JOB_TIMEOUT_SEC
+                if progress is not None:
+                    progress(total - len(pending), total)
+                continue
+            if time.monotonic() > deadline:
                 break
-        failed = [
-            (unit, results.get(job, "timeout")) for unit, job in jobs.items() if results.get(job) != "done"
-        ]
-        if failed:
-            unit, result = failed[0]
-            verb = method.decode().removesuffix("Unit").lower()
-            raise JobFailed(f"{verb} of {unit} failed (job result: {result})", unit=unit)
+            self._bus.wait(200_000)
+        return {unit: results.get(job, "timeout") for unit, job in jobs.items()}
 
     def _on_job_removed(self, msg: Any) -> None:
         msg.process_reply(False)
         _job_id, job_path, _unit, result = msg.body
         self._job_results[job_path] = _s(result)
-
-    def _pump(self, deadline: float) -> Iterator[None]:
-        """Dispatch incoming messages (running signal callbacks) until the deadline passes."""
-        while time.monotonic() < deadline:
-            while not self._bus.process().is_empty():
-                pass
-            yield
-            self._bus.wait(200_000)

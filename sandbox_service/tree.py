@@ -5,6 +5,7 @@ through one. The walking itself is fswalk's."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterable
@@ -20,7 +21,8 @@ from .fswalk.fds import DIR_FLAGS, lstat_at
 from .identity import IdMap
 from .spec import never_copied
 
-# Files every service needs to resolve users, hosts, libraries, time and certificates.
+# Files every service needs to resolve users, hosts, time and its locale: private copies, which the
+# sandbox may change (what it reads but never writes is shared read-only: spec.SHARED_ETC).
 BASE_ETC = (
     "/etc/passwd",
     "/etc/group",
@@ -32,22 +34,14 @@ BASE_ETC = (
     "/etc/gai.conf",
     "/etc/localtime",
     "/etc/timezone",
-    "/etc/ld.so.cache",
-    "/etc/ld.so.conf",
-    "/etc/ld.so.conf.d",
-    "/etc/ssl",
-    "/etc/pki",
-    "/etc/ca-certificates",
-    "/etc/ca-certificates.conf",
-    "/etc/mime.types",
+    "/etc/ssl/openssl.cnf",
     "/etc/os-release",
-    "/etc/services",
-    "/etc/protocols",
-    "/etc/alternatives",
     "/etc/environment",
     "/etc/default/locale",
     "/etc/locale.conf",
 )
+# Without a user namespace the loader reads the sandbox's own cache (with one, the host's is bound over it).
+LOADER_CACHE = "/etc/ld.so.cache"
 
 # (path, mode) of directories every root has; mount points stay empty.
 BASE_DIRS = (
@@ -88,12 +82,33 @@ def inside(root: Path, path: str) -> Path:
     return root / rel
 
 
+def has_path(root: Path, path: str) -> bool:
+    """Whether `path` exists in the tree, looked up without following any link the sandbox made (a link
+    standing in the way counts as there: it is the sandbox's)."""
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = fswalk.open_beneath(root_fd, path, os.O_PATH | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return False
+        if exc.errno == errno.ELOOP:
+            return True
+        raise
+    finally:
+        os.close(root_fd)
+    os.close(fd)
+    return True
+
+
 def make_base(root: Path, usr_layout: Iterable[UsrLink], ids: IdMap | None = None) -> None:
     """The directories and links every root has.  With a user namespace (`ids`) they belong to the
-    sandbox's root, except "/" itself: it stays the host's, so the sandbox cannot rename or replace what
-    sits at its top (/etc, /usr, the launcher's directory)."""
+    sandbox's root, "/" too (tools such as systemd-tmpfiles refuse a root owned by someone else); what
+    sits at the top (/etc, the usr-merge links, the launcher's directory) stays in place because the
+    unit mounts "/" read-only (render._read_write_paths)."""
     root.mkdir(mode=0o755, parents=True, exist_ok=True)
     os.chmod(root, 0o755)
+    if ids is not None:
+        os.lchown(root, ids.to_host(0), ids.to_host(0))
     for rel, mode in BASE_DIRS:
         d = root / rel
         d.mkdir(exist_ok=True)
@@ -250,13 +265,15 @@ def resolve_inside(
 ) -> Path | None:
     """Resolve path as the sandbox would see it (symlinks taken relative to its root); None if missing.
 
-    Directories in `shared` (the read-only binds such as /usr) are looked up under shared_root, the host.
+    Paths in `shared` (the read-only binds such as /usr, /etc/alternatives) and below them are looked up
+    under shared_root, the host.
     """
-    shared_tops = {s.strip("/") for s in shared}
+    prefixes = tuple(s.rstrip("/") for s in shared)
 
     def on_disk(p: Path) -> Path:
-        top = p.parts[1] if len(p.parts) > 1 else ""
-        return (shared_root if top in shared_tops else root) / str(p).lstrip("/")
+        text = str(p)
+        is_shared = any(text == s or text.startswith(s + "/") for s in prefixes)
+        return (shared_root if is_shared else root) / text.lstrip("/")
 
     parts = list(Path(path.lstrip("/")).parts)
     cur = Path("/")

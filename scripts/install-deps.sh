@@ -31,6 +31,21 @@ if [[ ! -e /usr/sbin/policy-rc.d ]]; then
     chmod 0755 /usr/sbin/policy-rc.d
 fi
 
+# The service corpus: stock services the tool must wrap unmodified, and the clients their probes use.
+# tests/corpus.py is the one list (standard library only, so the system python3 reads it).  They are
+# test fixtures on this machine, never run on it (see quiet_corpus below).
+if ! command -v python3 >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get update && apt-get install -y --no-install-recommends python3
+fi
+corpus_list() {
+    local out
+    out=$(python3 tests/corpus.py "$1") && [[ -n $out ]] || { echo "install-deps: tests/corpus.py $1 failed" >&2; exit 1; }
+    printf '%s\n' "$out"
+}
+mapfile -t corpus_packages < <(corpus_list packages)
+((${#corpus_packages[@]})) || exit 1
+packages+=("${corpus_packages[@]}")
+
 missing=()
 for package in "${packages[@]}"; do
     status=$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)
@@ -42,6 +57,39 @@ if ((${#missing[@]})); then
     apt-get update
     apt-get install -y --no-install-recommends "${packages[@]}"
 fi
+
+# The corpus services are fixtures for the tests, which start each one inside a throwaway box booted
+# over this machine's root: none may start when such a box boots (several want port 53 or 8080, and
+# they slow the boot down).  Disable, on this file system, every unit and init script of the corpus
+# packages and of the dependencies that enable units of their own (tests/corpus.py quiet-packages,
+# checked by tests/test_corpus_box.py in a freshly booted box): native units with their sockets,
+# timers and paths through systemctl --root, and init scripts through update-rc.d, whose S links
+# would make systemd-sysv-generator pull the generated units into multi-user.target.  Done on every
+# run (it is quick and idempotent), so an interrupted install or a package upgrade cannot leave one on.
+mapfile -t quiet_packages < <(corpus_list quiet-packages)
+((${#quiet_packages[@]})) || exit 1
+quiet_corpus() {
+    local path name units=() scripts=()
+    while read -r path; do
+        name=${path##*/}
+        case $path in
+            /lib/systemd/system/*.* | /usr/lib/systemd/system/*.*)
+                # Only real unit files: aliases (smb.service -> smbd.service) go with their unit.
+                case $name in *.service | *.socket | *.timer | *.path | *.target) ;; *) continue ;; esac
+                [[ ${path%/*} == */systemd/system && -f $path && ! -L $path ]] && units+=("$name")
+                ;;
+            /etc/init.d/*) [[ -f $path ]] && scripts+=("$name") ;;
+        esac
+    done < <(dpkg-query -L "${quiet_packages[@]}" 2>/dev/null || true)
+    if ((${#units[@]})); then
+        systemctl --root=/ --quiet --no-reload disable "${units[@]}" >/dev/null 2>&1 \
+            || echo "install-deps: systemctl --root=/ disable failed for some corpus units" >&2
+    fi
+    for name in "${scripts[@]}"; do
+        update-rc.d "$name" disable >/dev/null 2>&1 || echo "install-deps: update-rc.d $name disable failed" >&2
+    done
+}
+quiet_corpus
 
 if [[ ! -x .venv/bin/python ]]; then
     # System site packages: Debian's python3-selinux has no PyPI build.

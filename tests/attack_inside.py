@@ -6,7 +6,9 @@ it is refused, and the probes that would do harm if they worked use harmless var
 SIGURG, reading instead of writing, a file of our own instead of the host's).
 
 Usage: python3 attack_inside.py RESULT_PATH TARGETS_JSON
-TARGETS_JSON: {"pids": {"label": pid, ...}}
+TARGETS_JSON: {"targets": {"label": {"pid": PID, "start": START, "comm": COMM}, ...}}, PIDs as the host
+sees them.  In a PID namespace of its own a number names another process (or none): a target is the
+process with the host's start time and name, and the attacker reports every process it can see that way.
 """
 
 from __future__ import annotations
@@ -68,8 +70,22 @@ def fill(path: str, limit: int) -> str:
     return "ok"
 
 
-def probe_process(pid: int, visible: list[int]) -> dict[str, str]:
+def identity(pid: int) -> tuple[int, str] | None:
+    """(start time, name) of a visible process: the same in every PID namespace."""
+    try:
+        raw = read(f"/proc/{pid}/stat")
+    except OSError:
+        return None
+    comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+    return int(raw[raw.rindex(")") + 2 :].split()[19]), comm
+
+
+def probe_process(pid: int, target: tuple[int, str], visible: list[int]) -> dict[str, str]:
     """Every way at another process: see it, signal it, read through its /proc entries, trace it."""
+    seen = identity(pid)
+    if seen is not None and seen != target:
+        # that number is another process here (the attacker's own namespace): the target has none
+        return dict.fromkeys(("visible", "signal0", "sigurg", "root", "mem", "environ", "ptrace"), "ENOENT")
 
     def bus() -> None:
         socket.socket(socket.AF_UNIX).connect(f"/proc/{pid}/root/run/dbus/system_bus_socket")
@@ -98,8 +114,9 @@ def main() -> None:
         "self": me,
     }
     per_target: dict[str, dict[str, str]] = {}
-    for label, pid in targets["pids"].items():
-        per_target[label] = probe_process(int(pid), visible)
+    for label, t in targets["targets"].items():
+        per_target[label] = probe_process(int(t["pid"]), (int(t["start"]), str(t["comm"])), visible)
+    out["identities"] = [list(ident) for pid in visible if (ident := identity(pid)) is not None]
     out["targets"] = per_target
     out["system_bus"] = attempt(lambda: socket.socket(socket.AF_UNIX).connect("/run/dbus/system_bus_socket"))
     out["new_user_namespace"] = attempt(lambda: c_call(libc.unshare(CLONE_NEWUSER)))
@@ -109,6 +126,9 @@ def main() -> None:
     out["replace_launcher"] = attempt(lambda: write("/.sandbox-service/launch", "", "a"))
     out["launcher_dir"] = attempt(lambda: write("/.sandbox-service/evil", ""))
     out["rename_etc"] = attempt(lambda: os.rename("/etc", "/etc.moved"))
+    # the kernel follows /lib64 (or /lib) to the loader when systemd starts the next command as host root
+    out["replace_loader_link"] = attempt(lambda: os.rename("/lib", "/lib.moved"))
+    out["new_top_entry"] = attempt(lambda: os.mkdir("/lib64.new"))
     # a write may "succeed" into /dev/null, bound there: what counts is what the loader reads back
     attempt(lambda: write("/etc/ld.so.preload", "/var/evil.so\n"))
     out["preload_list"] = read("/etc/ld.so.preload")

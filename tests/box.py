@@ -137,6 +137,12 @@ BASE_ENV: Mapping[str, str] = {
     "SYSTEMD_COLORS": "0",
 }
 
+#: With ``upper_on_disk``: the sparse image of the writable layer's file system (in the state directory,
+#: under its mount), its size and inodes (enough for thousands of sandboxes of 1500 files each).
+LAYER_IMAGE = "layer.img"
+LAYER_SIZE = 64 << 30
+LAYER_INODES = 16_000_000
+
 STATE_FILE = "box.json"
 LEADER_FILE = "leader"
 CONSOLE_LOG = "console.log"
@@ -240,11 +246,17 @@ class SystemdBox:
         read_only_binds: Sequence[str | os.PathLike[str]] = (),
         boot_timeout: float = BOOT_TIMEOUT,
         before_boot: Callable[[Path], None] | None = None,
+        upper_on_disk: bool = False,
+        nspawn_options: Sequence[str] = (),
     ) -> None:
         """``image`` is a key of :data:`IMAGES` (the systemd version) or an image.
 
         ``before_boot`` is called with the prepared root (the merged overlay) before systemd boots:
-        a test can install things into the image offline and then see what the booted system does."""
+        a test can install things into the image offline and then see what the booted system does.
+
+        ``upper_on_disk`` keeps the overlay's writable layer on disk (an ext4 image file) instead of
+        a tmpfs (the benchmarks make thousands of sandboxes: more inodes than a tmpfs holds);
+        ``nspawn_options`` are added to systemd-nspawn's command line (``--rlimit=...``)."""
         self.image = IMAGES[image] if isinstance(image, str) else image
         if state_dir is None:
             state_dir = STATE_PARENT / f"{STATE_PREFIX}{os.getpid()}-{self.image.systemd}"
@@ -258,6 +270,8 @@ class SystemdBox:
         self.read_only_binds = tuple(dict.fromkeys(str(Path(p).absolute()) for p in binds))
         self.boot_timeout = boot_timeout
         self.before_boot = before_boot
+        self.upper_on_disk = upper_on_disk
+        self.nspawn_options = tuple(nspawn_options)
         #: Seconds from starting systemd-nspawn to "running"/"degraded"; set by start().
         self.boot_seconds: float | None = None
         self._popen: subprocess.Popen[bytes] | None = None
@@ -350,12 +364,15 @@ class SystemdBox:
         if str(self.state_dir) in _mount_points():
             raise BoxError(f"{self.state_dir} is already a mount point; is another box using it?")
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "mode=0700", "sandbox-service-box", str(self.state_dir)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
+        if self.upper_on_disk:
+            self._mount_layer_image()
+        else:
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "mode=0700", "sandbox-service-box", str(self.state_dir)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
         upper, work = self.state_dir / "upper", self.state_dir / "work"
         for directory in (upper, work, self.merged):
             directory.mkdir()
@@ -374,6 +391,32 @@ class SystemdBox:
             text=True,
         )
         self._configure_root()
+
+    def _mount_layer_image(self) -> None:
+        """The state directory as an ext4 file system in a sparse image file it hides (disk, not memory;
+        its own metadata is written back lazily, which the host's /var/tmp may not do); gone at close."""
+        if any(self.state_dir.iterdir()):
+            raise BoxError(f"{self.state_dir} is not empty; is another box using it?")
+        image = self.state_dir / LAYER_IMAGE
+        with open(image, "wb") as f:
+            f.truncate(LAYER_SIZE)
+        try:
+            subprocess.run(
+                ["mkfs.ext4", "-q", "-F", "-N", str(LAYER_INODES), "-E", "nodiscard", str(image)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            subprocess.run(
+                ["mount", "-o", "loop", str(image), str(self.state_dir)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+        except BaseException:
+            image.unlink(missing_ok=True)
+            raise
+        self.state_dir.chmod(0o700)
 
     def _configure_root(self) -> None:
         etc = self.merged / "etc"
@@ -411,6 +454,7 @@ class SystemdBox:
             "--link-journal=no",
             "--private-network",
             "--capability=all",
+            *self.nspawn_options,
             *(f"--bind-ro={path}" for path in self.read_only_binds),
             "-b",
         ]
@@ -484,6 +528,7 @@ class SystemdBox:
             "leader": [self._leader.pid, self._leader.start],
             "image": self.image.systemd,
             "quiet_units": list(self.quiet_units),
+            "upper_on_disk": self.upper_on_disk,
         }
         (self.state_dir / STATE_FILE).write_text(json.dumps(record) + "\n")
         (self.state_dir / LEADER_FILE).write_text(f"{self._leader.pid}\n")
@@ -499,7 +544,11 @@ class SystemdBox:
             record = json.loads((Path(state_dir).absolute() / STATE_FILE).read_text())
         except (OSError, ValueError):
             return cls(state_dir)
-        box = cls(state_dir, image=record.get("image", DEFAULT_IMAGE))
+        box = cls(
+            state_dir,
+            image=record.get("image", DEFAULT_IMAGE),
+            upper_on_disk=record.get("upper_on_disk", False),
+        )
         box.quiet_units = tuple(record.get("quiet_units", box.quiet_units))
         nspawn, leader = _Proc(*record["nspawn"]), _Proc(*record["leader"])
         if nspawn.alive():
@@ -518,6 +567,8 @@ class SystemdBox:
             self._popen = None
             _unmount(self.merged)
             _unmount(self.state_dir)
+            if str(self.state_dir) not in _mount_points():
+                (self.state_dir / LAYER_IMAGE).unlink(missing_ok=True)
             with suppress(OSError):
                 self.state_dir.rmdir()  # only if empty: never delete what we did not make
 

@@ -9,6 +9,7 @@ files and the victim's tree are hashed before and after.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,10 +44,30 @@ def wait_inactive(box: SystemdBox, unit: str, seconds: float = 60) -> None:
         time.sleep(0.2)
 
 
+def program_pid(box: SystemdBox, unit: str, comm: str, seconds: float = 30) -> int:
+    """The PID of the unit's program: its main process once the launcher has become it, or the
+    launcher's child where the launcher stays as PID 1 of a PID namespace of the unit's own."""
+    deadline = time.monotonic() + seconds
+    while True:
+        main = main_pid(box, unit)
+        for pid in (main, *map(int, box.run(["pgrep", "-P", str(main)], check=False).stdout.split())):
+            if box.run(["cat", f"/proc/{pid}/comm"], check=False).stdout.strip() == comm:
+                return pid
+        assert time.monotonic() < deadline, f"{unit} did not run {comm}"
+        time.sleep(0.1)
+
+
 def main_pid(box: SystemdBox, unit: str) -> int:
     pid = int(show(box, unit, "MainPID"))
     assert pid > 0, f"{unit} has no main process"
     return pid
+
+
+def identity(box: SystemdBox, pid: int) -> dict[str, object]:
+    """A process as the attacker must name it: its PID here, start time and name (see attack_inside.py)."""
+    raw = box.run(["cat", f"/proc/{pid}/stat"]).stdout
+    comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+    return {"pid": pid, "start": int(raw[raw.rindex(")") + 2 :].split()[19]), "comm": comm}
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +97,18 @@ def arena(box: SystemdBox) -> Iterator[dict[str, int]]:
         remove_sandboxes(box, names)
 
 
-def check_refused(result: dict[str, object], targets: dict[str, int]) -> None:
+def targets_json(box: SystemdBox, targets: dict[str, int]) -> str:
+    return json.dumps({"targets": {label: identity(box, pid) for label, pid in targets.items()}})
+
+
+def check_refused(box: SystemdBox, result: dict[str, object], targets: dict[str, int]) -> None:
     inner, outer, count = (str(v) for v in result["uid_map"])  # type: ignore[attr-defined]
     assert result["uid"] == 0 and inner == "0" and count == "65536" and int(outer) >= 2**30
-    visible = set(result["visible_pids"])  # type: ignore[call-overload]
+    seen = {tuple(i) for i in result["identities"]}  # type: ignore[attr-defined]
     per_target: dict[str, dict[str, str]] = result["targets"]  # type: ignore[assignment]
     for label, pid in targets.items():
-        assert pid not in visible, f"{label} (PID {pid}) is visible from inside"
+        ident = identity(box, pid)
+        assert (ident["start"], ident["comm"]) not in seen, f"{label} (PID {pid}) is visible from inside"
         for probe, outcome in per_target[label].items():
             assert outcome in REFUSED, f"{probe} against {label} (PID {pid}): {outcome}"
     expected = {
@@ -91,9 +117,11 @@ def check_refused(result: dict[str, object], targets: dict[str, int]) -> None:
         "new_mount_namespace": {"EPERM"},
         "mount_tmpfs": {"EPERM"},
         "write_usr": {"EROFS"},
-        "replace_launcher": {"EACCES"},
-        "launcher_dir": {"EACCES"},
-        "rename_etc": {"EACCES"},
+        "replace_launcher": {"EACCES", "EROFS"},
+        "launcher_dir": {"EACCES", "EROFS"},
+        "rename_etc": {"EROFS"},
+        "replace_loader_link": {"EROFS"},
+        "new_top_entry": {"EROFS"},
         "preload_list": {""},
         "unlink_preload": {"EBUSY"},
         "unlink_ld_cache": {"EBUSY"},
@@ -110,22 +138,22 @@ def test_attacks_through_execute_fail(box: SystemdBox, arena: dict[str, int]) ->
     rc, _out, err = cli(
         box,
         "execute", "atk", "--", "/usr/bin/python3", "/var/attack_inside.py", "/var/attack.json",
-        json.dumps({"pids": arena}),
+        targets_json(box, arena),
         check=False,
     )  # fmt: skip
     assert rc == 0, err
     result = json.loads(box.run(["cat", f"{BASE}/atk/root/var/attack.json"]).stdout)
-    check_refused(result, arena)
-    # the attacker sees its own sandbox: its service and itself, nothing else
-    own = main_pid(box, "sandbox-atk.service")
-    assert own in result["visible_pids"]
+    check_refused(box, result, arena)
+    # the attacker sees its own sandbox: its service (joined through execute), nothing else
+    own = identity(box, main_pid(box, "sandbox-atk.service"))
+    assert [own["start"], own["comm"]] in result["identities"]
     assert tree_hash(box) == before
     # filling its /run took nothing from the host's
     assert box.run(["df", "--output=avail", "/run"]).stdout.split()[-1] == box_free
 
 
 def test_attacks_from_the_service_process_fail(box: SystemdBox, arena: dict[str, int]) -> None:
-    argv = ["/usr/bin/python3", "/var/attack_inside.py", "/var/attack.json", json.dumps({"pids": arena})]
+    argv = ["/usr/bin/python3", "/var/attack_inside.py", "/var/attack.json", targets_json(box, arena)]
     cli(box, "create", "atksvc", "--", *argv)
     box.run(["tee", f"{BASE}/atksvc/root/var/attack_inside.py"], input=ATTACK.read_text())
     before = tree_hash(box)
@@ -133,7 +161,7 @@ def test_attacks_from_the_service_process_fail(box: SystemdBox, arena: dict[str,
     wait_inactive(box, "sandbox-atksvc.service")
     assert show(box, "sandbox-atksvc.service", "Result") == "success"
     result = json.loads(box.run(["cat", f"{BASE}/atksvc/root/var/attack.json"]).stdout)
-    check_refused(result, arena)
+    check_refused(box, result, arena)
     assert tree_hash(box) == before
 
 
@@ -174,7 +202,7 @@ __attribute__((constructor)) static void evil(void) {
 """
 
 
-def test_loader_tricks_do_not_reach_the_launcher(box: SystemdBox, cleanup: list[str]) -> None:
+def test_loader_tricks_do_not_reach_the_launcher(box: SystemdBox, cleanup: list[str], tmp_path: Path) -> None:
     """The sandbox's root plants a library through its environment file and the loader's preload list,
     then waits for the next start: the launcher starts with capabilities on the host, so neither may
     load anything into it (nor into anything else)."""
@@ -186,8 +214,11 @@ def test_loader_tricks_do_not_reach_the_launcher(box: SystemdBox, cleanup: list[
     box.run(["systemctl", "daemon-reload"])
     cleanup.append("preload")
     cli(box, "create", "preload", "--unit", "preload.service", "--copy", "/etc/default/preload", "--now")
-    box.write_file("/var/tmp/evil.c", EVIL_C)
-    box.run(["gcc", "-shared", "-fPIC", "-o", f"{BASE}/preload/root/var/evil.so", "/var/tmp/evil.c"])
+    # built on the host (the Debian 13 tree has no compiler); any glibc from 2.36 on loads it
+    source, library = tmp_path / "evil.c", tmp_path / "evil.so"
+    source.write_text(EVIL_C)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    box.path(f"{BASE}/preload/root/var/evil.so").write_bytes(library.read_bytes())
     plant = (
         "open('/etc/default/preload', 'a').write('LD_PRELOAD=/var/evil.so\\nLD_LIBRARY_PATH=/var\\n')\n"
         "try:\n    open('/etc/ld.so.preload', 'w').write('/var/evil.so\\n')\nexcept OSError:\n    pass\n"
@@ -197,12 +228,7 @@ def test_loader_tricks_do_not_reach_the_launcher(box: SystemdBox, cleanup: list[
     assert rc == 0, err
     assert "preload list: ''" in out  # the loader's preload list stays empty
     box.run(["systemctl", "restart", "sandbox-preload.service"])
-    pid = main_pid(box, "sandbox-preload.service")
-    # the start job is done once the launcher runs; wait for it to have become the service's program
-    deadline = time.monotonic() + 30
-    while box.run(["cat", f"/proc/{pid}/comm"]).stdout.strip() != "sleep":
-        assert time.monotonic() < deadline, "the launcher did not run the service's program"
-        time.sleep(0.1)
+    pid = program_pid(box, "sandbox-preload.service", "sleep")
     environ = box.run(["cat", f"/proc/{pid}/environ"]).stdout.split("\0")
     assert "GREETING=hello" in environ  # the environment file is read...
     assert not any(v.startswith(("LD_PRELOAD=", "LD_LIBRARY_PATH=")) for v in environ)  # ...minus these

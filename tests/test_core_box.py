@@ -98,6 +98,8 @@ def test_wrapped_web_server(box: SystemdBox, cleanup: list[str], host_unit: str,
 
         status = json.loads(cli(box, "status", name, "--json")[1])
         assert status["active_state"] == "active"
+        assert status["exposure"] is None  # systemd-analyze runs only with --exposure
+        assert status["private_ipc"] is True
         assert status["main_pid"] == pid
         assert status["slice"] == f"sandbox-{name}.slice"
         assert status["source_unit"] == host_unit

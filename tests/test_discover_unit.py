@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from sandbox_service.discover.unit import service_def_from_settings, unit_name_for, usec_to_timespan
+from sandbox_service.discover.unitfile import permissions_start_only
 from sandbox_service.errors import InvalidInput, NotWrappable
 from sandbox_service.spec import ExecFlag, ServiceType
 from sandbox_service.systemd import RawExec, UnitSettings
@@ -77,13 +79,45 @@ def test_nginx_translates() -> None:
         ({"dynamic_user": True}, "DynamicUser"),
         ({"root_directory": "/srv/x"}, "own root"),
         ({"type": "dbus"}, "system bus"),
-        ({"exec_start_pre": (RawExec("/bin/x", ("/bin/x",), ("privileged",)),)}, "'\\+' prefix"),
         ({"exec_start": ()}, "no ExecStart"),
     ],
 )
 def test_unwrappable_units_are_refused_with_a_reason(change: dict[str, object], reason: str) -> None:
     with pytest.raises(NotWrappable, match=reason):
         service_def_from_settings(dataclasses.replace(NGINX, **change))  # type: ignore[arg-type]
+
+
+def test_privileged_prefix_runs_inside_as_the_sandboxs_root() -> None:
+    """'+' would run a command outside the unit's sandboxing: it is kept as a flag that puts the command
+    inside the sandbox as its root (launcher --privileged), and '!!' (no effect where the kernel has
+    ambient capabilities) as no prefix at all."""
+    svc = service_def_from_settings(
+        dataclasses.replace(
+            NGINX,
+            exec_start_pre=(
+                RawExec("/bin/x", ("/bin/x",), ("privileged",)),
+                RawExec("/bin/y", ("/bin/y",), ("ambient",)),
+            ),
+        )
+    )
+    assert [c.flags for c in svc.exec_start_pre] == [(ExecFlag.PRIVILEGED,), ()]
+
+
+def test_permissions_start_only_privileges_every_command_but_exec_start() -> None:
+    svc = service_def_from_settings(dataclasses.replace(NGINX, permissions_start_only=True))
+    assert svc.exec_start[0].flags == ()
+    assert [c.flags for c in svc.exec_start_pre] == [(ExecFlag.PRIVILEGED,)]
+    assert set(svc.exec_stop[0].flags) == {ExecFlag.IGNORE_FAILURE, ExecFlag.PRIVILEGED}
+
+
+def test_permissions_start_only_is_read_from_the_files_in_order(tmp_path: Path) -> None:
+    """systemd reports it over no D-Bus property: the fragment, then its drop-ins, decide."""
+    fragment, dropin = tmp_path / "x.service", tmp_path / "override.conf"
+    fragment.write_text("[Service]\nPermissionsStartOnly=true\nExecStart=/bin/true\n")
+    dropin.write_text("[Service]\nPermissionsStartOnly=no\n")
+    assert permissions_start_only((str(fragment),))
+    assert not permissions_start_only((str(fragment), str(dropin)))
+    assert not permissions_start_only((str(tmp_path / "missing.service"),))
 
 
 def test_unit_names() -> None:

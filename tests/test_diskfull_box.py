@@ -1,5 +1,5 @@
 """A full file system under /var/lib/sandbox-service: create, clone and upgrade fail with a clear error
-(exit status 15), leave nothing behind, and never change a sandbox that was there.
+(exit status 17), leave nothing behind, and never change a sandbox that was there.
 
 The box's /var/lib/sandbox-service is a small tmpfs for these tests, filled up to a chosen number of
 free bytes by a file made with fallocate; each failing command runs at several fill levels, from none
@@ -74,7 +74,7 @@ def space_used_by(box: SystemdBox, *args: str, name: str) -> int:
 
 
 def assert_full_and_nothing_left(box: SystemdBox, rc: int, out: str, what: str) -> None:
-    assert rc == 15, f"{what}: exit status {rc}, not 15: {out}"
+    assert rc == 17, f"{what}: exit status {rc}, not 17: {out}"
     assert "the file system is full" in out and "Traceback" not in out, out
 
 
@@ -142,7 +142,7 @@ def test_an_upgrade_that_runs_out_of_space_puts_everything_back(box: SystemdBox,
         for leave in (0, 65536, 1_000_000, 3_500_000):
             fill(box, leave)
             rc, out = run(box, "upgrade", name)
-            assert rc == 15, f"upgrade with {leave} bytes free: {rc}: {out}"
+            assert rc == 17, f"upgrade with {leave} bytes free: {rc}: {out}"
             assert "the file system is full; nothing was changed" in out, out
             after = state(box, [name], SKIP)
             assert not differences(after, before), (leave, differences(after, before))

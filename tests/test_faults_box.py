@@ -239,3 +239,30 @@ def _each_file_old_or_new(
     for path in set(old) & set(new):
         if old[path] == new[path]:
             assert path in tree, f"kill at {step}: {path}, which no upgrade changes, is gone"
+
+
+def test_apply_makes_anew_a_sandbox_whose_create_was_killed(box: SystemdBox, gone: list[str]) -> None:
+    """apply, holding the lock of every sandbox, clears what a killed create left of a sandbox it lists
+    and makes it; what apply made is complete (no mark of an unfinished run left in it)."""
+    name = "crash-apply"
+    gone.append(name)
+    create = ("create", name, "--", "/usr/bin/sleep", "infinity")
+    steps = faults.record(box, *create)
+    ok(box, "delete", name)
+    clean = state(box, [name])
+    doc = "/var/tmp/crash-apply.yaml"
+    box.write_file(
+        doc,
+        f"version: 1\napply_group: t-crash\nsandboxes:\n  - name: {name}\n    started: false\n"
+        "    service: {exec_start: [{path: /usr/bin/sleep, argv: [sleep, infinity]}]}\n",
+    )
+    renames = [s for s in steps if s.syscall == "rename"]  # registries, staging, the publication, units
+    for step in renames[:: STRIDE.get(box.image.systemd, 1)]:
+        kill_at(box, step, *create)
+        ok(box, "apply", doc)
+        made = state(box, [name])
+        tree = made["dir " + name]
+        assert isinstance(tree, dict) and "sandbox.yaml" in tree and ".incomplete" not in tree, step
+        assert not systemd_matches_disk(made), step
+        ok(box, "delete", name)
+        same(state(box, [name]), clean, f"apply, then delete, after a kill at {step}")

@@ -68,7 +68,7 @@ def test_a_held_lock_makes_no_wait_fail_and_names_the_holder(layout: Layout) -> 
             pass
         assert "sandbox 'web' is being changed by another sandbox-service" in caught.value.message
         assert f"(PID {holder.proc.pid}: " in caught.value.message
-        assert caught.value.exit_code == 14
+        assert caught.value.exit_code == 16
         with locks.sandboxes(layout, ["other"], policy=NO_WAIT):
             pass  # another sandbox's lock is free
     finally:
@@ -82,7 +82,9 @@ def test_a_second_run_waits_saying_so_once_then_gets_the_lock(layout: Layout) ->
     with locks.sandboxes(layout, ["web"], policy=LockPolicy(on_wait=told.append)):
         assert holder.proc.poll() is not None or time.monotonic() - began > 0.5
     holder.proc.wait()
-    assert len(told) == 1 and told[0].startswith("waiting for sandbox 'web': another sandbox-service (PID ")
+    assert len(told) == 1 and told[0].startswith(
+        "waiting: sandbox 'web' is being changed by another sandbox-service (PID "
+    )
 
 
 def test_shared_holders_share_and_keep_exclusive_ones_out(layout: Layout) -> None:
@@ -102,12 +104,13 @@ def test_no_lock_file_outlives_its_run(layout: Layout) -> None:
     """Released: the file and the lock directory go, and the base directory too when the run made it.
     Killed: the kernel drops the lock; the next run that releases a lock removes the file."""
     with locks.sandboxes(layout, ["a", "b"]), locks.host(layout):
-        assert sorted(os.listdir(locks.lock_dir(layout))) == ["host.lock", "sandbox-a.lock", "sandbox-b.lock"]
+        held = sorted(os.listdir(locks.lock_dir(layout)))
+        assert held == ["all.lock", "host.lock", "sandbox-a.lock", "sandbox-b.lock"]
     assert not layout.sandbox_base.exists()
     layout.sandbox_base.mkdir(parents=True)
     holder = Holder(layout.root, "killed")
     holder.kill()
-    assert os.listdir(locks.lock_dir(layout)) == ["sandbox-killed.lock"]
+    assert sorted(os.listdir(locks.lock_dir(layout))) == ["all.lock", "sandbox-killed.lock"]
     with locks.sandboxes(layout, ["other"], policy=NO_WAIT):
         pass
     assert os.listdir(layout.sandbox_base) == []
@@ -143,3 +146,39 @@ def test_a_command_inside_another_holds_the_lock_again_instead_of_waiting_for_it
         locks.sandboxes(layout, ["src"]),
     ):
         pass
+
+
+def test_the_lock_of_every_sandbox_keeps_out_each_sandboxs_and_the_other_way(layout: Layout) -> None:
+    """apply holds it exclusively: no per-sandbox command runs beside it, and it waits for them."""
+    holder = Holder(layout.root, "web")
+    try:
+        with (
+            pytest.raises(Busy, match="every sandbox is being changed"),
+            locks.every_sandbox(layout, NO_WAIT),
+        ):
+            pass
+    finally:
+        holder.end()
+    with locks.every_sandbox(layout, NO_WAIT):
+        with locks.sandboxes(layout, ["web"], policy=NO_WAIT):  # inside apply, as create would
+            pass
+        other = subprocess.run(
+            [sys.executable, "-c", NO_WAIT_TRY, str(layout.root), "other"], capture_output=True, text=True
+        )
+        assert other.returncode == 16, other.stderr
+        assert "every sandbox is being changed by another sandbox-service" in other.stdout
+
+
+NO_WAIT_TRY = """
+import sys
+from pathlib import Path
+from sandbox_service import locks
+from sandbox_service.errors import Busy
+from sandbox_service.paths import Layout
+try:
+    with locks.sandboxes(Layout(Path(sys.argv[1])), [sys.argv[2]], policy=locks.LockPolicy(wait=False)):
+        pass
+except Busy as exc:
+    print(exc.message)
+    sys.exit(exc.exit_code)
+"""

@@ -1,7 +1,7 @@
 """Two runs of the tool at once, for real: one is stopped after a chosen step (strace injects SIGSTOP
 there; the step is found by recording the command first, see tests/faults.py) while the other runs.
 
-- a second run on the same sandbox waits, saying for whom, or with --no-wait fails at once (status 14);
+- a second run on the same sandbox waits, saying for whom, or with --no-wait fails at once (status 16);
 - clones of one source run side by side (the source's lock is shared), and the source cannot be
   deleted meanwhile;
 - two sandboxes cannot take the same published port, however their creates interleave (the check and
@@ -95,7 +95,7 @@ def test_a_second_run_waits_for_the_first_or_fails_with_no_wait(box: SystemdBox,
     first = HeldUp(box, step, "lock-one", *create)
     try:
         rc, _out, err = run(box, "delete", "lock-one", "--no-wait")
-        assert rc == 14, err
+        assert rc == 16, err
         assert "sandbox 'lock-one' is being changed by another sandbox-service (PID " in err, err
         assert "sandbox-service create lock-one" in err, err  # whose run it is
         # a delete waits for the create, then deletes what it made
@@ -113,7 +113,7 @@ def test_a_second_run_waits_for_the_first_or_fails_with_no_wait(box: SystemdBox,
     assert rc == 0 and "Created sandbox lock-one" in out, out + err
     out, err = delete.communicate(timeout=120)
     assert delete.returncode == 0 and "Deleted sandbox lock-one." in out, out + err
-    assert "waiting for sandbox 'lock-one': another sandbox-service (PID " in err, err
+    assert "waiting: sandbox 'lock-one' is being changed by another sandbox-service (PID " in err, err
     assert run(box, "status", "lock-one")[0] == 3  # the delete came second: the sandbox is gone
 
 
@@ -125,9 +125,9 @@ def test_clones_of_one_source_run_side_by_side_and_keep_it(box: SystemdBox, gone
     try:
         ok(box, "clone", "lock-src", "lock-c2", "--no-wait")  # the source's lock is shared
         rc, _out, err = run(box, "delete", "lock-src", "--no-wait")
-        assert rc == 14 and "sandbox 'lock-src' is being changed" in err, err
+        assert rc == 16 and "sandbox 'lock-src' is being changed" in err, err
         rc, _out, err = run(box, "clone", "lock-src", "lock-c1", "--no-wait")
-        assert rc == 14 and "sandbox 'lock-c1' is being changed" in err, err
+        assert rc == 16 and "sandbox 'lock-c1' is being changed" in err, err
     finally:
         rc, out, err = first.release()
     assert rc == 0, out + err

@@ -199,7 +199,9 @@ def test_two_sandboxes_on_a_bridge(box: SystemdBox, cleanup: list[str], bridge: 
     cli(box, "stop", "bra")  # the oneshot unit removes namespace and veth pair
     eventually(lambda: "sb-bra" not in box.run(["ip", "-br", "link"]).stdout, "bra's veth pair to go")
     assert "sandbox-bra" not in box.run(["ip", "netns", "list"]).stdout.split()
-    assert show(box, "sandbox-bra-netns.service", "ActiveState") == "inactive"
+    eventually(
+        lambda: show(box, "sandbox-bra-netns.service", "ActiveState") == "inactive", "its netns unit to stop"
+    )
     cli(box, "delete", "bra", "brb")
     cleanup.clear()
     assert units_left(box, "bra") == "" and units_left(box, "brb") == ""

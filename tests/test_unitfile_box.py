@@ -239,7 +239,10 @@ def _differences(real: dict[str, Any], mine: dict[str, Any]) -> dict[str, tuple[
     if "error" in real or "error" in mine:
         same = real.get("error") == mine.get("error")
         return {} if same else {"error": (real.get("message", "loads"), mine.get("message", "loads"))}
-    out = {k: (real[k], mine[k]) for k in real if real[k] != mine[k]}
+    # the unit files as written (offline only; over D-Bus they come from unit_properties)
+    # PermissionsStartOnly= is no D-Bus property: create reads it from the files (test_discover_unit.py)
+    hidden = ("raw", "permissions_start_only")
+    out = {k: (real[k], mine[k]) for k in real if real[k] != mine[k] and k not in hidden}
     names = out.pop("names", None)
     if names and (names[0][0] != names[1][0] or set(names[0]) != set(names[1])):
         out["names"] = names

@@ -128,7 +128,8 @@ def test_upgrade_picks_up_a_changed_host_unit(box: SystemdBox, cleanup: list[str
         (s,) = upgrade_json(box, name, "--no-restart")["sandboxes"]
         assert reloads(box) == first + 1
         assert s["service_changes"] == ["environment"]
-        assert s["units"] == [f"{UNIT_DIR}/{service}"]
+        # the unit, and the launcher's settings (which name the unit's environment variables)
+        assert s["units"] == [f"{UNIT_DIR}/{service}", f"{BASE}/{name}/root/.sandbox-service/launch.json"]
         assert s["running"] and not s["restarted"]
         assert 'Environment="UPGRADE_TEST=yes"\n' in cat(box, f"{UNIT_DIR}/{service}")
         assert "UPGRADE_TEST" in cat(box, f"{BASE}/{name}/sandbox.yaml")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..run import run
+from ..spec import SHARED_ETC
 from . import packages
 
 # Top-level directories that usr-merged systems turn into links into /usr.
@@ -29,8 +30,11 @@ class HostInfo:
 
     @property
     def readonly_binds(self) -> tuple[str, ...]:
-        """Host directories bound read-only into every sandbox that shares the host's software."""
-        return ("/usr", *(f"/{link.name}" for link in self.usr_layout if link.target is None))
+        """Host paths bound read-only into every sandbox that shares the host's software: /usr, the
+        top-level directories that are not links into it, and the shared data under /etc it has."""
+        software = ("/usr", *(f"/{link.name}" for link in self.usr_layout if link.target is None))
+        data = tuple(p for p in SHARED_ETC if os.path.lexists(self.root / p.lstrip("/")))
+        return (*software, *data)
 
 
 def systemd_version(root: Path) -> int:

@@ -1,20 +1,25 @@
 """Which package owns a unit file, and which /etc and /var paths that package brings (dpkg or rpm).
 
 Every query runs against the package database of the system being looked at: the host, or an image
-tree given with --root (dpkg --root / rpm --root), never a mix of the two.
+tree given with --root (rpm --root), never a mix of the two.  dpkg's database is read directly
+(dpkgdb.py: its file lists, once per process), rpm's through rpm.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import NotFound
 from ..run import run
+from . import dpkgdb
 
 PRIVATE_PREFIXES = ("/etc/", "/var/")
+_TMPFILES_DIRS = ("/usr/lib/tmpfiles.d/", "/lib/tmpfiles.d/", "/etc/tmpfiles.d/")
+_TMPFILES_NAME = re.compile(r"[A-Za-z0-9_.@+-]+\.conf")
 
 
 class PackageManager(enum.Enum):
@@ -32,12 +37,13 @@ class PackagePaths:
     files: tuple[str, ...]
     dirs: tuple[str, ...]
     trees: tuple[str, ...]
+    tmpfiles: tuple[str, ...] = ()  # names of the tmpfiles.d files it ships
 
 
 def detect(root: Path) -> PackageManager:
     """dpkg when the tree has a dpkg database, rpm when it has an rpm one (dpkg wins on Debian, where
     the rpm tool may be installed for building packages but owns nothing)."""
-    if (root / "var/lib/dpkg/status").exists() and shutil.which("dpkg-query"):
+    if (root / "var/lib/dpkg/status").exists():  # read directly (dpkgdb): no dpkg tools needed
         return PackageManager.DPKG
     for db in ("var/lib/rpm", "usr/lib/sysimage/rpm"):
         if (root / db).is_dir() and any((root / db).iterdir()) and shutil.which("rpm"):
@@ -59,12 +65,9 @@ def _alternate_spellings(path: str) -> list[str]:
 def owner_of(pm: PackageManager, root: Path, path: str) -> str | None:
     for candidate in _alternate_spellings(path):
         if pm is PackageManager.DPKG:
-            res = run(["dpkg-query", f"--root={root}", "-S", candidate], check=False)
-            if res.returncode == 0 and res.stdout:
-                # "pkg1, pkg2: /path" -- a diversion line starts with "diversion by"
-                for line in res.stdout.splitlines():
-                    if not line.startswith("diversion"):
-                        return line.split(":", 1)[0].split(",")[0].strip()
+            found = dpkgdb.database(root).owners(candidate)
+            if found:
+                return found[0]
         elif pm is PackageManager.RPM:
             res = run(["rpm", f"--root={root}", "-qf", "--qf", "%{NAME}\n", candidate], check=False)
             if res.returncode == 0 and res.stdout.strip():
@@ -74,8 +77,11 @@ def owner_of(pm: PackageManager, root: Path, path: str) -> str | None:
 
 def _list_files(pm: PackageManager, root: Path, package: str) -> list[str]:
     if pm is PackageManager.DPKG:
-        res = run(["dpkg-query", f"--root={root}", "-L", package], check=False)
-    elif pm is PackageManager.RPM:
+        listed = dpkgdb.database(root).files(package)
+        if listed is None:
+            raise NotFound(f"package {package} is not installed", "check the name with dpkg -l")
+        return listed
+    if pm is PackageManager.RPM:
         res = run(["rpm", f"--root={root}", "-ql", package], check=False)
     else:
         return []
@@ -90,13 +96,9 @@ def _owners(pm: PackageManager, root: Path, dirs: list[str]) -> dict[str, set[st
     if not dirs:
         return owners
     if pm is PackageManager.DPKG:
-        res = run(["dpkg-query", f"--root={root}", "-S", *dirs], check=False)
-        for line in res.stdout.splitlines():
-            if line.startswith("diversion") or ": " not in line:
-                continue
-            pkgs, path = line.split(": ", 1)
-            if path in owners:
-                owners[path].update(p.strip().split(":")[0] for p in pkgs.split(","))
+        db = dpkgdb.database(root)
+        for d in dirs:
+            owners[d].update(db.owners(d))
     elif pm is PackageManager.RPM:
         res = run(["rpm", f"--root={root}", "-qf", "--qf", "%{NAME}\n", *dirs], check=False)
         # rpm prints one block of owner names per argument, in order; a directory owned by several
@@ -112,8 +114,13 @@ def _owners(pm: PackageManager, root: Path, dirs: list[str]) -> dict[str, set[st
     return owners
 
 
-def package_paths(pm: PackageManager, root: Path, package: str) -> PackagePaths:
-    listed = [p for p in _list_files(pm, root, package) if p.startswith(PRIVATE_PREFIXES)]
+def package_paths(
+    pm: PackageManager, root: Path, package: str, family: frozenset[str] = frozenset()
+) -> PackagePaths:
+    """`family`: packages whose directories count as this one's own too (its source siblings): a
+    directory only they own is copied whole."""
+    everything = _list_files(pm, root, package)
+    listed = [p for p in everything if p.startswith(PRIVATE_PREFIXES)]
     files, dirs = [], []
     for p in listed:
         host = root / p.lstrip("/")
@@ -125,7 +132,20 @@ def package_paths(pm: PackageManager, root: Path, package: str) -> PackagePaths:
     # /etc or /var/lib themselves never are.
     deep = [d for d in dirs if d.count("/") >= 2 and d not in ("/var/lib", "/var/log", "/var/cache")]
     owners = _owners(pm, root, deep)
-    trees = [d for d in deep if owners.get(d) == {package}]
+    ours = family | {package}
+    trees = [d for d in deep if owners.get(d) and owners[d] <= ours]
     # keep only the outermost of nested trees
     trees = [t for t in trees if not any(t != o and t.startswith(o + "/") for o in trees)]
-    return PackagePaths(package, tuple(files), tuple(dirs), tuple(trees))
+    tmpfiles = tmpfiles_configs(everything)
+    return PackagePaths(package, tuple(files), tuple(dirs), tuple(trees), tmpfiles)
+
+
+def tmpfiles_configs(package_files: list[str]) -> tuple[str, ...]:
+    """The names of the tmpfiles.d files a package ships (systemd-tmpfiles finds them by name)."""
+    names = []
+    for path in package_files:
+        for d in _TMPFILES_DIRS:
+            name = path.removeprefix(d)
+            if path.startswith(d) and _TMPFILES_NAME.fullmatch(name):
+                names.append(name)
+    return tuple(dict.fromkeys(names))

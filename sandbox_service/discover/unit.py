@@ -6,20 +6,45 @@ refused with the reason, never silently dropped.
 
 from __future__ import annotations
 
+import contextlib
 import signal
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
+from ..directives import VALUE_PATTERNS
 from ..errors import InvalidInput, NotWrappable
 from ..security import ALL_CAPS_MASK, caps_from_mask
-from ..spec import EnvFile, EnvVar, ExecCommand, ExecFlag, ServiceDef, ServiceType
-from ..systemd import RawExec, UnitSettings
+from ..spec import (
+    CARRIABLE,
+    Directive,
+    DirectoryKind,
+    DirectoryMode,
+    EnvFile,
+    EnvVar,
+    ExecCommand,
+    ExecFlag,
+    ServiceDef,
+    ServiceType,
+    Setting,
+)
+from ..systemd import Properties, RawExec, UnitSettings
+from . import carry, properties
 
 _USEC_INFINITY = 2**64 - 1
 _FLAG_MAP = {
     "ignore-failure": ExecFlag.IGNORE_FAILURE,
     "no-env-expand": ExecFlag.NO_ENV_EXPAND,
     "no-setuid": ExecFlag.NO_SETUID,
+    "privileged": ExecFlag.PRIVILEGED,
 }
+# Targets every service is ordered against by default, and the host's own plumbing
+_IMPLIED_TARGETS = frozenset(
+    {"sysinit.target", "basic.target", "shutdown.target", "paths.target", "sockets.target"}
+)
+_ACTIONS_THAT_REACH_THE_HOST = frozenset({
+    "reboot", "reboot-force", "reboot-immediate", "poweroff", "poweroff-force", "poweroff-immediate",
+    "exit", "exit-force", "soft-reboot", "soft-reboot-force", "kexec", "kexec-force", "halt", "halt-force",
+    "halt-immediate",
+})  # fmt: skip
 
 
 def unit_name_for(arg: str) -> str:
@@ -39,6 +64,49 @@ def unit_name_for(arg: str) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class Translated:
+    service: ServiceDef
+    notes: tuple[str, ...]  # what of the host unit was left out, and why
+
+
+def translate(
+    u: UnitSettings, props: Properties | None = None, defaults: Properties | None = None
+) -> Translated:
+    """The sandbox's ServiceDef for a host unit, with what was left out of it.
+
+    Over D-Bus (`props`, `defaults`: the unit's properties and those of a unit that sets nothing) every
+    property systemd reports goes through properties.py; offline, the unit files' own assignments do."""
+    service = service_def_from_settings(u)
+    if props is None or defaults is None:
+        carried = tuple(Setting(k, v) for k, v in u.raw if k in CARRIABLE)
+        return Translated(replace(service, carried=carried, hardening=_raw_hardening(u.raw)), ())
+    _refuse_properties(u, props, defaults)
+    kept = carry.carry(props, defaults)
+    service = replace(
+        service,
+        carried=kept.settings,
+        hardening=carry.hardening(props, defaults),
+        directory_modes=_directory_modes(props, defaults),
+        after=_targets(props),
+    )
+    return Translated(service, kept.notes + _socket_notes(props))
+
+
+def _socket_notes(props: Properties) -> tuple[str, ...]:
+    """Socket activation stays on the host: the host's sockets would hand the sandbox connections from
+    outside it.  The service opens its own listening sockets, as it does when started without them."""
+    sockets: set[str] = set()
+    for name in ("Requires", "Wants", "BindsTo", "TriggeredBy"):
+        value = props.get(name)
+        if isinstance(value, tuple):
+            sockets |= {str(u) for u in value if str(u).endswith(".socket")}
+    return tuple(
+        f"{s} of the host is not used: the sandboxed service listens on its own sockets"
+        for s in sorted(sockets)
+    )
+
+
 def service_def_from_settings(u: UnitSettings) -> ServiceDef:
     _refuse_unwrappable(u)
     try:
@@ -47,6 +115,7 @@ def service_def_from_settings(u: UnitSettings) -> ServiceDef:
         raise NotWrappable(f"{u.id} has Type={u.type}, which cannot be sandboxed") from None
     return ServiceDef(
         type=stype,
+        exec_condition=_commands(u, "ExecCondition", u.exec_condition),
         exec_start_pre=_commands(u, "ExecStartPre", u.exec_start_pre),
         exec_start=_commands(u, "ExecStart", u.exec_start),
         exec_start_post=_commands(u, "ExecStartPost", u.exec_start_post),
@@ -114,18 +183,18 @@ def _refuse_unwrappable(u: UnitSettings) -> None:
 
 
 def _commands(u: UnitSettings, key: str, raws: tuple[RawExec, ...]) -> tuple[ExecCommand, ...]:
+    """'+' (full privileges, outside the unit's sandboxing) becomes: inside the sandbox, as its root with
+    all of the sandbox's capabilities (ExecFlag.PRIVILEGED).  '!!' only matters on kernels without
+    ambient capabilities, so it is taken as no prefix.  PermissionsStartOnly= gives every command but
+    ExecStart= what '+' gives."""
     out = []
     for raw in raws:
         flags = []
         for f in raw.flags:
-            if f in ("privileged", "ambient"):
-                raise NotWrappable(
-                    f"{u.id}: {key}= runs {raw.path} with the '{'+' if f == 'privileged' else '!!'}' prefix",
-                    "that prefix runs the command outside the sandbox's restrictions; "
-                    "remove it from the host unit with a drop-in, or wrap another unit",
-                )
             if f in _FLAG_MAP:
                 flags.append(_FLAG_MAP[f])
+        if u.permissions_start_only and key != "ExecStart" and ExecFlag.PRIVILEGED not in flags:
+            flags.append(ExecFlag.PRIVILEGED)
         out.append(ExecCommand(path=raw.path, argv=raw.argv, flags=tuple(flags), expand_env=True))
     return tuple(out)
 
@@ -155,3 +224,53 @@ def usec_to_timespan(usec: int) -> str | None:
     if usec % 1000 == 0:
         return f"{usec // 1000}ms"
     return f"{usec}us"
+
+
+def _refuse_properties(u: UnitSettings, props: Properties, defaults: Properties) -> None:
+    """What properties.py marks REFUSED, set by the unit; and actions on the whole machine."""
+    for name, value in props.items:
+        if properties.fate(name) is properties.Fate.REFUSED and defaults.get(name) != value:
+            raise NotWrappable(f"{u.id} sets {name}=", properties.reason(name))
+    for name in ("FailureAction", "SuccessAction", "StartLimitAction", "JobTimeoutAction"):
+        if props.get(name) in _ACTIONS_THAT_REACH_THE_HOST:
+            raise NotWrappable(
+                f"{u.id} has {name}={props.get(name)}",
+                "a sandbox must not reboot, power off or leave the host's manager; drop it with a drop-in",
+            )
+    for stream in ("StandardInput",):
+        if props.get(stream) not in ("null", "", None) and defaults.get(stream) != props.get(stream):
+            raise NotWrappable(
+                f"{u.id} reads {stream}={props.get(stream)}", "a sandbox has no terminal or socket input"
+            )
+
+
+def _directory_modes(props: Properties, defaults: Properties) -> tuple[DirectoryMode, ...]:
+    out = []
+    for kind in DirectoryKind:
+        name = f"{kind.value.capitalize()}DirectoryMode"
+        value = props.get(name)
+        if isinstance(value, int) and value != defaults.get(name):
+            out.append(DirectoryMode(kind, f"{value:04o}"))
+    return tuple(out)
+
+
+def _targets(props: Properties) -> tuple[str, ...]:
+    """The host targets the unit is ordered after (network-online.target, nss-lookup.target, ...): the
+    sandbox keeps that order.  Other units it depends on are the host's, which the sandbox does not use."""
+    after = props.get("After") or ()
+    names = after if isinstance(after, tuple) else ()
+    # sorted: systemd lists dependencies in no stable order, and a re-read must compare equal
+    return tuple(
+        sorted({str(n) for n in names if str(n).endswith(".target") and str(n) not in _IMPLIED_TARGETS})
+    )
+
+
+def _raw_hardening(raw: tuple[tuple[str, str], ...]) -> tuple[Directive, ...]:
+    """Offline: the hardening directives as the unit files write them (those that would not harden are
+    left to the profile)."""
+    out = []
+    for key, value in raw:
+        if key in VALUE_PATTERNS and key not in CARRIABLE:
+            with contextlib.suppress(InvalidInput):
+                out.append(Directive(key, value))
+    return tuple(out)

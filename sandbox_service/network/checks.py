@@ -5,16 +5,27 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol as Interface
 
 from .. import security
 from ..errors import AlreadyExists, InvalidInput, NotFound
 from ..paths import Layout
 from ..spec import SandboxSpec
 from . import udprelay
-from .model import NetworkMode, Protocol, PublishedPort
+from .model import NetworkMode, NetworkSpec, Protocol, PublishedPort
 from .units import IP, SOCKET_PROXYD, host_veth
 
 SYS_CLASS_NET = Path("/sys/class/net")
+
+
+class Neighbour(Interface):
+    """What the checks need of the other sandboxes: a SandboxSpec, or its summary (index.Summary)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def network(self) -> NetworkSpec: ...
 
 
 def _addresses_clash(a: str | None, b: str | None) -> bool:
@@ -34,7 +45,7 @@ def _overlaps(a: PublishedPort, b: PublishedPort) -> bool:
     return a.protocol is b.protocol and a.host_port == b.host_port and _addresses_clash(a.address, b.address)
 
 
-def check_publish(spec: SandboxSpec, others: Sequence[SandboxSpec]) -> None:
+def check_publish(spec: SandboxSpec, others: Sequence[Neighbour]) -> None:
     for port in spec.network.publish:
         for other in others:
             for taken in other.network.publish:
@@ -59,7 +70,7 @@ def check_profile(spec: SandboxSpec) -> None:
         )
 
 
-def check_bridge(spec: SandboxSpec, others: Sequence[SandboxSpec], layout: Layout) -> None:
+def check_bridge(spec: SandboxSpec, others: Sequence[Neighbour], layout: Layout) -> None:
     bridge = spec.network.bridge
     if spec.network.mode is not NetworkMode.BRIDGE or bridge is None:
         return
@@ -122,7 +133,7 @@ def check_programs(spec: SandboxSpec, layout: Layout) -> None:
         )
 
 
-def check_host(spec: SandboxSpec, others: Sequence[SandboxSpec], layout: Layout) -> None:
+def check_host(spec: SandboxSpec, others: Sequence[Neighbour], layout: Layout) -> None:
     """Refuse (InvalidInput/AlreadyExists/NotFound) what cannot work: a host port another sandbox
     publishes, a bridge that does not exist, an address another sandbox on the bridge has, a program the
     units need that is missing."""

@@ -18,13 +18,14 @@ from pathlib import Path, PurePosixPath
 
 from .. import control, locks, recovery, render, security, specfile, tree
 from ..atomic import write_atomic
+from ..create import translate_unit
 from ..discover import host as host_discovery
-from ..discover.unit import service_def_from_settings, with_overrides
+from ..discover.unit import with_overrides
 from ..errors import InvalidInput, NoSpace, NotFound, SandboxError, no_space
 from ..identity import IdMap
 from ..install import Transaction, write_units
 from ..locks import LockPolicy
-from ..paths import Layout, service_unit
+from ..paths import UNIT_DIR, Layout, sandbox_root_path, service_unit
 from ..spec import Kind, SandboxSpec, ServiceDef
 from ..systemd import Systemd, systemd_running
 from .journal import MergeJournal, work_dir_for
@@ -53,7 +54,7 @@ class UpgradeResult:
 
 
 @dataclass(frozen=True)
-class _Planned:
+class Planned:
     spec: SandboxSpec  # as on disk
     new_spec: SandboxSpec
     merge: MergePlan | None
@@ -115,7 +116,7 @@ def upgrade(
                 sd.__exit__(None, None, None)
 
 
-def _plan_one(layout: Layout, spec: SandboxSpec, sd: Systemd | None) -> _Planned:
+def _plan_one(layout: Layout, spec: SandboxSpec, sd: Systemd | None) -> Planned:
     notes: list[str] = []
     new_spec = spec
     if spec.kind is Kind.UNIT and spec.source_unit:
@@ -124,10 +125,18 @@ def _plan_one(layout: Layout, spec: SandboxSpec, sd: Systemd | None) -> _Planned
         else:
             service = with_overrides(_reread_service(spec, spec.source_unit, sd), spec.user, spec.group)
             version = host_discovery.systemd_version(layout.root)
-            settled = security.settle(spec.security, service, version, layout.host(security.ADMIN_PROFILES))
-            new_spec = replace(
-                spec, service=service, security=replace(spec.security, directives=settled.directives)
+            settled = security.settle(
+                spec.security, service, version, layout.host(security.ADMIN_PROFILES), spec.tmpfiles
             )
+            new_spec = replace(spec, service=service, security=settled.applied_to(spec.security))
+    return plan_change(layout, spec, new_spec, sd, notes)
+
+
+def plan_change(
+    layout: Layout, spec: SandboxSpec, new_spec: SandboxSpec, sd: Systemd | None, notes: list[str]
+) -> Planned:
+    """What upgrading `spec` (on disk) to `new_spec` changes: the merge of its /etc copies, its units,
+    whether it runs.  Reads only.  Also used by apply, which brings its new settings in this way."""
     changes = tuple(
         f.name
         for f in fields(ServiceDef)
@@ -136,6 +145,13 @@ def _plan_one(layout: Layout, spec: SandboxSpec, sd: Systemd | None) -> _Planned
     notes += _service_notes(spec, new_spec, changes)
     files = render.render(new_spec)
     units = tuple(str(p) for p, text in files.items() if _read(layout.host(str(p))) != text)
+    # the launcher and its settings inside the tree count as the sandbox's units: a new one needs a restart
+    inside = layout.sandbox_root(spec.name)
+    units += tuple(
+        sandbox_root_path(spec.name) + p
+        for p, text in render.tree_files(new_spec).items()
+        if _read(inside / p.lstrip("/")) != text
+    )
     paths = etc_copies(spec)
     plan = None
     if paths:
@@ -147,12 +163,12 @@ def _plan_one(layout: Layout, spec: SandboxSpec, sd: Systemd | None) -> _Planned
                 "a change in the sandbox; the base is made from the host's files now"
             )
     running = sd is not None and sd.service_status(service_unit(spec.name)).active_state in RUNNING_STATES
-    return _Planned(spec, new_spec, plan, files, units, changes, running, tuple(notes))
+    return Planned(spec, new_spec, plan, files, units, changes, running, tuple(notes))
 
 
 def _reread_service(spec: SandboxSpec, unit: str, sd: Systemd) -> ServiceDef:
     try:
-        return service_def_from_settings(sd.unit_settings(unit))
+        return translate_unit(sd.unit_settings(unit), sd).service
     except NotFound as exc:
         raise NotFound(
             f"sandbox {spec.name!r} wraps {unit}, which is gone: {exc.message}",
@@ -170,12 +186,16 @@ def _service_notes(old: SandboxSpec, new: SandboxSpec, changes: tuple[str, ...])
                 f"{new.source_unit} now runs with {key.capitalize()}={getattr(new.service, key) or '(none)'} "
                 f"(was {getattr(old.service, key) or '(none)'})"
             )
-    if old.security.directives != new.security.directives:
+    if old.security != new.security:
         notes.append(
             f"security profile {new.security.profile!r} resolved anew for the changed service "
             "(see the unit for its directives)"
         )
     return notes
+
+
+def _is_unit(path: str) -> bool:
+    return PurePosixPath(path).parent == PurePosixPath(UNIT_DIR)
 
 
 def _read(path: Path) -> str | None:
@@ -185,59 +205,38 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _result(p: _Planned, report: MergeReport) -> SandboxUpgrade:
+def _result(p: Planned, report: MergeReport) -> SandboxUpgrade:
     return SandboxUpgrade(p.spec.name, report, p.service_changes, p.units, p.running, p.notes)
 
 
-def _apply_all(
-    layout: Layout, planned: list[_Planned], sd: Systemd | None, skipped: tuple[str, ...]
-) -> UpgradeResult:
-    reports = []
-    journals: list[MergeJournal] = []
-    tx = Transaction()
-    reloading = False
-    if sd is not None:
-        # last to run on a rollback, once the old units are back: systemd reads them again
-        tx.on_rollback(lambda: sd.reload() if reloading else None)
-    try:
-        for p in planned:
-            spec = p.spec
-            # files first: they are consistent step by step and a rerun finishes them; the spec and the
-            # units follow. All of it is put back if anything fails, systemd's reload included.
-            if p.merge:
-                journals.append(MergeJournal(work_dir_for(layout.sandbox_dir(spec.name))))
-                merged = apply_merge(p.merge, selinux_level=spec.selinux_level, journal=journals[-1])
-            else:
-                merged = MergeReport(())
-            reports.append(merged)
-            if p.new_spec != spec:
-                path = layout.spec_file(spec.name)
-                tx.on_rollback(functools.partial(specfile.save, path, spec))
-                specfile.save(path, p.new_spec)
-            # the launcher and its settings follow the tool's version and the re-read unit
-            _write_tree_files(tx, layout.sandbox_root(spec.name), render.tree_files(p.new_spec))
-            if p.units:
-                write_units(tx, layout, p.files, spec.name, replace=True)
-        reloaded = False
-        if sd is not None and (any(p.units for p in planned) or sd.stale_units(_unit_names(planned))):
-            reloading = True
-            sd.reload()
-            reloaded = True
-    except BaseException as exc:
-        problems = [problem for j in reversed(journals) for problem in j.rollback()]
-        problems += tx.rollback()
-        if isinstance(exc, (SandboxError, OSError)):
-            raise _failed(exc, [p.spec.name for p in planned], problems, layout) from exc
-        raise
-    tx.commit()
-    for j in journals:
-        j.commit()
-    results = [_result(p, r) for p, r in zip(planned, reports, strict=True)]
-    return UpgradeResult(tuple(results), sd is not None, False, reloaded, skipped)
+def apply_change(tx: Transaction, layout: Layout, p: Planned) -> MergeReport:
+    """Write what plan_change planned for one sandbox (merge, spec, tree files, units); all of it is put
+    back by `tx`'s rollback, the merge from its journal's work directory, which `tx`'s commit drops.
+    Nothing is told to systemd."""
+    spec = p.spec
+    # files first: they are consistent step by step and a rerun finishes them; the spec and the units
+    # follow
+    report = MergeReport(())
+    if p.merge:
+        journal = MergeJournal(work_dir_for(layout.sandbox_dir(spec.name)))
+        tx.on_rollback(functools.partial(_put_back, journal))
+        tx.on_commit(journal.commit)
+        report = apply_merge(p.merge, selinux_level=spec.selinux_level, journal=journal)
+    if p.new_spec != spec:
+        path = layout.spec_file(spec.name)
+        tx.on_rollback(functools.partial(specfile.save, path, spec))
+        specfile.save(path, p.new_spec)
+    # the launcher and its settings follow the tool's version and the re-read unit
+    _write_tree_files(tx, layout.sandbox_root(spec.name), render.tree_files(p.new_spec))
+    if any(_is_unit(u) for u in p.units):
+        write_units(tx, layout, p.files, spec.name, replace=True)
+    return report
 
 
-def _unit_names(planned: list[_Planned]) -> list[str]:
-    return [path.name for p in planned for path in p.files if path.name not in render.STATIC_UNITS]
+def _put_back(journal: MergeJournal) -> None:
+    problems = journal.rollback()
+    if problems:
+        raise SandboxError("; ".join(problems))
 
 
 def _write_tree_files(tx: Transaction, root: Path, files: dict[str, str]) -> None:
@@ -252,6 +251,40 @@ def _write_tree_files(tx: Transaction, root: Path, files: dict[str, str]) -> Non
     tree.write_tree_files(root, files)
 
 
+def _apply_all(
+    layout: Layout, planned: list[Planned], sd: Systemd | None, skipped: tuple[str, ...]
+) -> UpgradeResult:
+    reports = []
+    tx = Transaction()
+    reloading = False
+    if sd is not None:
+        # last to run on a rollback, once the old units are back: systemd reads them again
+        tx.on_rollback(lambda: sd.reload() if reloading else None)
+    try:
+        for p in planned:
+            reports.append(apply_change(tx, layout, p))
+        reloaded = False
+        # a unit file changed, or one an upgrade that was killed wrote before it could reload
+        if sd is not None and (
+            any(_is_unit(u) for p in planned for u in p.units) or sd.stale_units(_unit_names(planned))
+        ):
+            reloading = True
+            sd.reload()
+            reloaded = True
+    except BaseException as exc:
+        problems = tx.rollback()
+        if isinstance(exc, (SandboxError, OSError)):
+            raise _failed(exc, [p.spec.name for p in planned], problems, layout) from exc
+        raise
+    tx.commit()
+    results = [_result(p, r) for p, r in zip(planned, reports, strict=True)]
+    return UpgradeResult(tuple(results), sd is not None, False, reloaded, skipped)
+
+
+def _unit_names(planned: list[Planned]) -> list[str]:
+    return [path.name for p in planned for path in p.files if path.name not in render.STATIC_UNITS]
+
+
 def _failed(
     exc: SandboxError | OSError, names: list[str], problems: list[str], layout: Layout
 ) -> SandboxError:
@@ -261,9 +294,8 @@ def _failed(
         after = f"; putting back what was written failed too: {'; '.join(problems)}"
     else:
         after = f"; nothing was changed: the /etc, spec and units of {which} are as they were"
-    space = no_space(exc)
     detail = exc.message if isinstance(exc, SandboxError) else f"{exc.filename}: {exc.strerror}"
-    if space is not None:
+    if no_space(exc) is not None:
         return NoSpace(
             f"upgrade of {which} stopped: {detail}: the file system is full{after}",
             f"free space (df -h {layout.sandbox_base}), then run the upgrade again",

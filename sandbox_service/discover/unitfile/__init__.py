@@ -22,6 +22,7 @@ while loading (assignments it ignores).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from ...errors import InvalidInput, NotFound
@@ -32,9 +33,28 @@ from .specifiers import _Specifiers
 from .syntax import Assignment as Assignment
 from .syntax import split_assignments
 from .values import USEC_INFINITY as USEC_INFINITY
-from .values import parse_timespan
+from .values import _parse_bool, parse_timespan
 
-__all__ = ["load_unit_settings", "parse_timespan", "split_assignments", "unit_search_path"]
+__all__ = [
+    "load_unit_settings", "parse_timespan", "permissions_start_only", "split_assignments", "unit_search_path"
+]  # fmt: skip
+
+
+def permissions_start_only(files: tuple[str, ...]) -> bool:
+    """PermissionsStartOnly= as the unit's files (fragment, then drop-ins) leave it: systemd reports it
+    over no D-Bus property, yet it runs the unit's other commands without its sandboxing."""
+    value = False
+    for path in files:
+        try:
+            text = Path(path).read_text(errors="replace")
+            assignments = split_assignments(text, path)
+        except (OSError, InvalidInput):
+            continue
+        for a in assignments:
+            if a.section == "Service" and a.key == "PermissionsStartOnly":
+                with contextlib.suppress(ValueError):  # systemd ignores an invalid value
+                    value = _parse_bool(a.value.strip())
+    return value
 
 
 def load_unit_settings(root: Path, name: str, warnings: list[str] | None = None) -> UnitSettings:

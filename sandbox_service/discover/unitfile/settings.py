@@ -14,8 +14,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ...directives import VALUE_PATTERNS
 from ...errors import InvalidInput
 from ...security import CAPABILITIES
+from ...spec import CARRIABLE
 from ...systemd import RawExec, UnitSettings
 from .lookup import _SYSTEM_CONF_DROPIN_DIRS, _conf_files, _is_normalized, _Name, _path_key, _simplify, _Tree
 from .specifiers import _Specifiers
@@ -45,7 +47,11 @@ class _Fatal(Exception):
     """An error that makes systemd refuse to load the unit (load state bad-setting)."""
 
 
-_EXEC_KEYS = ("ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload", "ExecStop", "ExecStopPost")
+# What carry.py takes from a unit file as written: the carried settings and the hardening directives.
+RAW_KEYS = CARRIABLE | frozenset(VALUE_PATTERNS)
+_EXEC_KEYS = (
+    "ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload", "ExecStop", "ExecStopPost"
+)  # fmt: skip
 _DIRECTORY_KEYS = {
     "StateDirectory": "state_directories",
     "RuntimeDirectory": "runtime_directories",
@@ -92,6 +98,8 @@ class _Service:
     restart: str = "no"
     restart_usec: int | None = None
     remain_after_exit: bool = False
+    permissions_start_only: bool = False
+    source_path: str = ""
     directories: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in _DIRECTORY_KEYS})
     read_write_paths: list[str] = field(default_factory=list)
     dynamic_user: bool = False
@@ -105,6 +113,8 @@ class _Service:
     protect_kernel_modules: bool = False
     protect_kernel_logs: bool = False
     protect_clock: bool = False
+    # Settings carried into a sandbox as written (spec.CARRIABLE, hardening directives), for carry.py
+    raw: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -151,6 +161,10 @@ def _set_parsed(attr: str, parse: Callable[[str], object]) -> _Handler:
 
 def _handle_description(svc: _Service, key: str, value: str, ctx: _Ctx) -> None:
     svc.description = ctx.spec.expand(value)
+
+
+def _handle_source_path(svc: _Service, key: str, value: str, ctx: _Ctx) -> None:
+    svc.source_path = ctx.spec.expand(value)
 
 
 def _handle_success_action(svc: _Service, key: str, value: str, ctx: _Ctx) -> None:
@@ -397,6 +411,7 @@ _IMPLIED_CAP_DROPS = {
 _HANDLERS: dict[tuple[str, str], _Handler] = {
     ("Unit", "Description"): _handle_description,
     ("Unit", "SuccessAction"): _handle_success_action,
+    ("Unit", "SourcePath"): _handle_source_path,
     **{("Service", k): _handle_exec for k in _EXEC_KEYS},
     ("Service", "Type"): _set_choice("type", _SERVICE_TYPES),
     ("Service", "PIDFile"): _handle_pid_file,
@@ -415,6 +430,7 @@ _HANDLERS: dict[tuple[str, str], _Handler] = {
     ("Service", "Restart"): _set_choice("restart", _RESTARTS),
     ("Service", "RestartSec"): _set_parsed("restart_usec", parse_timespan),
     ("Service", "RemainAfterExit"): _set_parsed("remain_after_exit", _parse_bool),
+    ("Service", "PermissionsStartOnly"): _set_parsed("permissions_start_only", _parse_bool),
     **{("Service", k): _handle_directories for k in _DIRECTORY_KEYS},
     ("Service", "ReadWritePaths"): _handle_read_write_paths,
     ("Service", "DynamicUser"): _set_parsed("dynamic_user", _parse_bool),
@@ -433,6 +449,9 @@ def _apply(svc: _Service, path: str, text: str, ctx: _Ctx) -> None:
     except InvalidInput as exc:
         raise _Fatal(str(exc)) from None
     for a in assignments:
+        if a.key in RAW_KEYS:
+            with contextlib.suppress(_Ignored, _SyntaxError):
+                svc.raw.append((a.key, ctx.spec.expand(a.value)))
         handler = _HANDLERS.get((a.section, a.key))
         if handler is None:
             continue
@@ -512,6 +531,7 @@ def _settings(
         dropin_paths=tuple(dropins),
         description=svc.description or unit_id,
         type=svc.type,
+        exec_condition=tuple(svc.execs["ExecCondition"]),
         exec_start_pre=tuple(svc.execs["ExecStartPre"]),
         exec_start=tuple(svc.execs["ExecStart"]),
         exec_start_post=tuple(svc.execs["ExecStartPost"]),
@@ -533,6 +553,8 @@ def _settings(
         restart=svc.restart,
         restart_usec=svc.restart_usec,
         remain_after_exit=svc.remain_after_exit,
+        permissions_start_only=svc.permissions_start_only,
+        source_path=svc.source_path,
         state_directories=dirs["StateDirectory"],
         runtime_directories=dirs["RuntimeDirectory"],
         logs_directories=dirs["LogsDirectory"],
@@ -545,4 +567,5 @@ def _settings(
         bus_name=svc.bus_name,
         capability_bounding_set=svc.capability_bounding_set,
         ambient_capabilities=svc.ambient_capabilities,
+        raw=tuple(svc.raw),
     )

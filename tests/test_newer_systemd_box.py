@@ -1,0 +1,108 @@
+"""What a newer systemd adds to every sandbox (directives.py decides per version): in effect on 257,
+absent on 252, and what stands in for it there."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.box import SystemdBox
+from tests.sandboxcli import BASE, UNIT_DIR, cli, show
+
+pytestmark = pytest.mark.box
+
+# What the service sees of itself: its PID, the PIDs it can see, its cgroup.
+PROBE = (
+    "import json, os, time; "
+    "seen = sorted(int(p) for p in os.listdir('/proc') if p.isdigit()); "
+    "cgroup = open('/proc/self/cgroup').read().strip(); "
+    "json.dump({'pid': os.getpid(), 'seen': seen, 'cgroup': cgroup}, open('/var/self.json', 'w')); "
+    "time.sleep(600)"
+)
+
+
+def systemd_version(box: SystemdBox) -> int:
+    return int(box.run(["systemctl", "--version"]).stdout.split()[1])
+
+
+def wait_for(box: SystemdBox, path: str, seconds: float = 30) -> str:
+    deadline = time.monotonic() + seconds
+    while (done := box.run(["cat", path], check=False)).returncode != 0:
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.2)
+    return done.stdout
+
+
+def test_pid_and_cgroup_namespaces(box: SystemdBox, cleanup: list[str]) -> None:
+    cleanup.append("selfview")
+    cli(box, "create", "selfview", "--now", "--", "/usr/bin/python3", "-c", PROBE)
+    unit = box.run(["cat", f"{UNIT_DIR}/sandbox-selfview.service"]).stdout
+    seen = json.loads(wait_for(box, f"{BASE}/selfview/root/var/self.json"))
+    if systemd_version(box) >= 257:
+        assert "PrivatePIDs=yes" in unit and "ProtectControlGroups=strict" in unit
+        # the launcher is PID 1 of the sandbox's own PID namespace, the program below it, nothing else
+        assert seen["pid"] > 1 and seen["seen"] == [1, seen["pid"]]
+        assert all(line.endswith(":/") for line in seen["cgroup"].splitlines())  # its own cgroup root
+        # the launcher passes the stop on: the program that never asked for SIGTERM still stops at once
+        began = time.monotonic()
+        box.run(["systemctl", "stop", "sandbox-selfview.service"])
+        assert time.monotonic() - began < 10
+        assert show(box, "sandbox-selfview.service", "Result") == "success"
+    else:
+        assert "PrivatePIDs=" not in unit and "ProtectControlGroups=strict" not in unit
+        assert "ProtectControlGroups=yes" in unit
+        main = int(show(box, "sandbox-selfview.service", "MainPID"))
+        assert seen["pid"] == main > 2 and seen["seen"] == [main]  # the host's PIDs, its own only
+        assert any(line.endswith("/sandbox-selfview.service") for line in seen["cgroup"].splitlines())
+
+
+@pytest.mark.systemd("257")
+def test_init_passes_the_stop_on_to_a_program_of_another_user(box: SystemdBox, cleanup: list[str]) -> None:
+    """The launcher as PID 1 keeps CAP_KILL: it can signal its program after that switched users.  With
+    KillMode=mixed systemd signals the main process only, so the stop depends on it."""
+    unit = "otheruser.service"
+    box.write_file(
+        f"/etc/systemd/system/{unit}",
+        "[Service]\nUser=nobody\nKillMode=mixed\nEnvironmentFile=-/etc/default/otheruser\n"
+        "ExecStart=/usr/bin/sleep 1000\n",
+    )
+    box.write_file("/etc/default/otheruser", "A=1\n")
+    box.run(["systemctl", "daemon-reload"])
+    cleanup.append("otheruser")
+    try:
+        cli(box, "create", "otheruser", "--unit", unit, "--now")
+        began = time.monotonic()
+        box.run(["systemctl", "stop", "sandbox-otheruser.service"])
+        assert time.monotonic() - began < 10
+        assert show(box, "sandbox-otheruser.service", "Result") == "success"
+    finally:
+        box.run(["rm", "-f", f"/etc/systemd/system/{unit}", "/etc/default/otheruser"])
+        box.run(["systemctl", "daemon-reload"])
+
+
+def test_forking_daemon_keeps_the_hosts_pid_namespace(box: SystemdBox, cleanup: list[str]) -> None:
+    cleanup.append("forkweb")
+    _rc, out, _err = cli(box, "create", "forkweb", "--unit", "nginx.service")
+    unit = box.run(["cat", f"{UNIT_DIR}/sandbox-forkweb.service"]).stdout
+    assert "PrivatePIDs=" not in unit
+    if systemd_version(box) >= 257:
+        assert "PrivatePIDs=yes left out: a forking daemon's first process would end its PID namespace" in out
+
+
+def test_syslog_reaches_the_journal(box: SystemdBox, cleanup: list[str]) -> None:
+    """The journal's sockets are in every sandbox: BindLogSockets= on 257, bound by the tool on 252."""
+    cleanup.append("syslogger")
+    word = f"sandbox-syslog-{time.monotonic_ns()}"
+    cli(box, "create", "syslogger", "--", "/usr/bin/logger", "-t", "probe", word)
+    unit = box.run(["cat", f"{UNIT_DIR}/sandbox-syslogger.service"]).stdout
+    if systemd_version(box) >= 257:
+        assert "BindLogSockets=yes" in unit and "/run/systemd/journal/dev-log" not in unit
+    else:
+        assert "BindLogSockets=" not in unit and '"-/run/systemd/journal/dev-log":"/dev/log"' in unit
+    box.run(["systemctl", "start", "sandbox-syslogger.service"])
+    deadline = time.monotonic() + 30
+    while word not in cli(box, "logs", "syslogger")[1]:
+        assert time.monotonic() < deadline, "the syslog line never reached the sandbox's journal"
+        time.sleep(0.3)
