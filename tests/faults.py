@@ -164,8 +164,15 @@ def tool(box: SystemdBox, *args: str) -> list[str]:
     return ["env", "PYTHONDONTWRITEBYTECODE=1", *box.tool_argv, *args]
 
 
+def settle(box: SystemdBox) -> None:
+    """Bring the cache of spec summaries (index.py) up to date, as any command may: a command that finds
+    it stale rewrites it, one rename more, so every recorded and killed run must start from a fresh one."""
+    box.run(tool(box, "list"))
+
+
 def record(box: SystemdBox, *args: str) -> list[Step]:
     """Run the command to the end, recording its steps."""
+    settle(box)
     done = box.run([*_strace(SYSCALLS), *box.tool_argv, *args], check=False)
     assert done.returncode == 0, f"{args} failed while being recorded: {done.stderr}"
     counts: dict[str, int] = {}
@@ -207,6 +214,7 @@ def boundaries(steps: Sequence[Step]) -> list[Step]:
 
 def kill_at(box: SystemdBox, step: Step, *args: str) -> None:
     """Run the command and kill it with SIGKILL as it enters `step`."""
+    settle(box)
     inject = ["-e", f"inject={step.syscall}:signal=KILL:when={step.nth}"]
     argv = [*_strace([step.syscall], inject), *box.tool_argv, *args]
     done = box.run(argv, check=False)

@@ -43,12 +43,27 @@ def spec_written(box: SystemdBox, *args: str, name: str) -> Step:
     return next(s for s in steps if s.syscall == "rename" and s.where.endswith("/.sandbox.yaml.tmp-PID"))
 
 
+# Kills the processes whose command line ends with the arguments given (the tool and its strace).
+KILL_BY_ARGV = """
+import os, signal, sys
+want = [a.encode() for a in sys.argv[1:]]
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\\0")[:-1]
+    except OSError:
+        continue
+    if argv[-len(want):] == want and int(pid) != os.getpid():
+        os.kill(int(pid), signal.SIGKILL)
+"""
+
+
 class HeldUp:
     """The command, started in the background and stopped (SIGSTOP, injected by strace) right after
     `step`, which it has done when this returns; release() lets it go on."""
 
     def __init__(self, box: SystemdBox, step: Step, name: str, *args: str) -> None:
         self.box = box
+        faults.settle(box)
         inject = f"inject={step.syscall}:signal=STOP:when={step.nth}"
         argv = ["strace", "-q", "-o", "/dev/null", "-e", f"trace={step.syscall}", "-e", inject]
         self.proc = subprocess.Popen(
@@ -62,8 +77,15 @@ class HeldUp:
         deadline = time.monotonic() + 60
         while not self._stopped(name):
             assert self.proc.poll() is None, f"{args} ended before {step}: {self.proc.communicate()}"
-            assert time.monotonic() < deadline, f"{args} did not get to {step}"
+            if time.monotonic() > deadline:
+                self._kill(args)
+                raise AssertionError(f"{args} did not get to {step}")
             time.sleep(0.05)
+
+    def _kill(self, args: tuple[str, ...]) -> None:
+        """The command stopped elsewhere: kill it (found by its command line), so it holds no lock."""
+        self.box.run([*self.box.python_argv, "-c", KILL_BY_ARGV, *args], check=False)
+        self.proc.communicate(timeout=60)
 
     def _stopped(self, name: str) -> bool:
         """The tool's process (its PID is in its staging directory's name) is stopped."""
