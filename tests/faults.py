@@ -271,7 +271,9 @@ def read(p):
     except FileNotFoundError:
         return None
 
-state = {"base": listing(BASE), "locks": listing(BASE + "/.locks"), "run": listing("/run/sandbox-service")}
+# the spec index is a cache any command may write or not (index.py); its temp files count
+base = [n for n in listing(BASE) or [] if n != ".index.json"] if os.path.isdir(BASE) else None
+state = {"base": base, "locks": listing(BASE + "/.locks"), "run": listing("/run/sandbox-service")}
 for r in (".id-registry.json", ".mcs-registry.json"):
     state[r] = read(f"{BASE}/{r}")
 for n in names:
