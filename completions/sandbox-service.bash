@@ -71,7 +71,7 @@ _sandbox_service()
         --cpu-weight --io-weight --tasks-max --chroot --selinux --description --enable --now
         --profile --memory-deny-write-execute --allow-write-execute --private-users
         --no-private-users --user-namespace --no-user-namespace --run-size --max-exposure --exist-ok --network -p --publish --allow-ip --deny-ip
-        --dry-run --json -h --help --'
+        --dry-run --json --no-wait -h --help --'
     # Options that take a value (the next word, or after "=").
     local value_opts=' --root -u --unit -P --package -C --copy --user --group --memory --cpu-quota
         --cpu-weight --io-weight --tasks-max --chroot --selinux --description -n --lines
@@ -151,17 +151,18 @@ _sandbox_service()
     case $cmd in
         create) opts=$create_opts ;;
         start | stop | restart) names=1 ;;
-        delete) opts='--keep-data -h --help' names=1 ;;
-        upgrade) opts='--all --no-restart --dry-run --json -h --help' names=1 ;;
+        delete) opts='--keep-data --no-wait -h --help' names=1 ;;
+        upgrade) opts='--all --no-restart --dry-run --json --no-wait -h --help' names=1 ;;
         reload) ((nargs == 0)) && names=1 ;;
         status) opts='--exposure --json -h --help' && ((nargs == 0)) && names=1 ;;
         logs) opts='-f --follow -n --lines -h --help' && ((nargs == 0)) && names=1 ;;
         list | limits) opts='--json -h --help' ;;
-        apply) opts='--prune --dry-run --json -h --help' ;;
+        apply) opts='--prune --dry-run --json --no-wait -h --help' ;;
         profiles) opts='--json -h --help' ;;
-        execute | clone) ((nargs == 0)) && names=1 ;;
+        execute) ((nargs == 0)) && names=1 ;;
+        clone) opts='--no-wait -h --help' && ((nargs == 0)) && names=1 ;;
         copy)
-            opts='--dry-run --json -h --help'
+            opts='--dry-run --json --no-wait -h --help'
             if ((nargs == 0)); then
                 names=1
             elif [[ $cur != -* ]]; then
@@ -171,7 +172,7 @@ _sandbox_service()
             fi
             ;;
         connect) opts='--shell -h --help' && ((nargs == 0)) && names=1 ;;
-        enable | disable) names=1 ;;
+        enable | disable) opts='--no-wait -h --help' names=1 ;;
         *) return 0 ;;
     esac
     if [[ $cur == -* ]]; then

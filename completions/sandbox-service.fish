@@ -111,6 +111,7 @@ complete -c $c -n $create -l deny-ip -x -d 'IPAddressDeny= entry (address or pre
 complete -c $c -n $create -l exist-ok -d 'Succeed if the sandbox exists with these settings'
 complete -c $c -n $create -l dry-run -d 'Print every file create would write'
 complete -c $c -n $create -l json -d 'Machine-readable result'
+complete -c $c -n $create -l no-wait -d 'Fail at once if another run is changing the sandbox'
 # The command after "--": a program, then files.
 complete -c $c -n "$create; and contains -- -- (commandline -opc)" -a '(__sandbox_service_after_dashdash)'
 
@@ -123,6 +124,7 @@ set -l apply "__fish_seen_subcommand_from apply"
 complete -c $c -n $apply -F
 complete -c $c -n $apply -l prune -d "Delete the sandboxes of the documents' groups they no longer list"
 complete -c $c -n $apply -l dry-run -d 'Print the plan; change nothing'
+complete -c $c -n $apply -l no-wait -d 'Fail at once if another run is changing the sandbox'
 complete -c $c -n $apply -l json -d 'Machine-readable summary'
 
 # logs
@@ -131,6 +133,7 @@ complete -c $c -n "__fish_seen_subcommand_from logs" -s n -l lines -x -d 'Show o
 
 # delete
 complete -c $c -n "__fish_seen_subcommand_from delete" -l keep-data -d 'Keep /var/lib/sandbox-service/NAME'
+complete -c $c -n "__fish_seen_subcommand_from delete clone copy enable disable" -l no-wait -d 'Fail at once if another run is changing the sandbox'
 
 # profiles
 complete -c $c -n "__fish_seen_subcommand_from profiles" -l json -d 'Machine-readable output'
@@ -153,3 +156,4 @@ complete -c $c -n $upgrade -l all -d 'Upgrade every sandbox'
 complete -c $c -n $upgrade -l no-restart -d 'Leave running sandboxes running'
 complete -c $c -n $upgrade -l dry-run -d 'List what would change; write nothing'
 complete -c $c -n $upgrade -l json -d 'Machine-readable result'
+complete -c $c -n $upgrade -l no-wait -d 'Fail at once if another run is changing the sandbox'

@@ -14,7 +14,7 @@ import typer
 import typer.core
 
 from . import __version__
-from .errors import InvalidInput, SandboxError
+from .errors import InvalidInput, SandboxError, undo_failures
 from .paths import Layout
 
 # Modules are imported by the commands that need them, not here: `--help`, `list` and `status` start in
@@ -71,6 +71,16 @@ def _selinux_mode(value: str) -> Any:
     if value not in SELINUX_MODES:
         raise InvalidInput(f"--selinux {value!r} is not one of {', '.join(SELINUX_MODES)}")
     return SELinuxMode(value)
+
+
+def _lock(no_wait: bool) -> Any:
+    """Waiting for another run is said on stderr, once; --no-wait makes it an error (errors.Busy)."""
+    from .locks import LockPolicy
+
+    return LockPolicy(wait=not no_wait, on_wait=lambda text: typer.echo(f"sandbox-service: {text}", err=True))
+
+
+NO_WAIT_HELP = "Fail at once (exit status 16) if another sandbox-service is changing the sandbox."
 
 
 def _print_json(data: Any) -> None:
@@ -219,6 +229,7 @@ def create_cmd(
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print every file create would write."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable result."),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
 ) -> None:
     """Create a sandbox from a host unit (--unit) or from a command (after --)."""
     from .create import CreateRequest, create, plan
@@ -274,7 +285,7 @@ def create_cmd(
             typer.echo(f"  note: {n}")
         return
     _need_root()
-    result = create(req, layout)
+    result = create(req, layout, _lock(no_wait))
     if as_json:
         _print_json(
             {
@@ -358,12 +369,13 @@ def connect_cmd(
 def clone_cmd(
     src: str = typer.Argument(..., help="The sandbox to copy.", metavar="SOURCE"),
     dest: str = typer.Argument(..., help="Name of the new sandbox.", metavar="DEST"),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
 ) -> None:
     """Make a new, stopped sandbox from an existing one (private data copied, units rendered anew)."""
     from .clone import clone
 
     _need_root()
-    result = clone(_layout(), src, dest)
+    result = clone(_layout(), src, dest, _lock(no_wait))
     name = result.spec.name
     for skipped in result.skipped[:SHOWN_SKIPPED]:
         typer.echo(f"left out {skipped.path}: {skipped.reason}")
@@ -375,12 +387,13 @@ def clone_cmd(
 @app.command("enable")
 def enable_cmd(
     names: list[str] = typer.Argument(..., help="Sandboxes to start at boot.", metavar="NAME"),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
 ) -> None:
     """Start sandboxes at boot (wanted by sandbox.target). Works offline with --root."""
     _need_root()
     from . import control
 
-    online = control.set_enabled(_layout(), names, True)
+    online = control.set_enabled(_layout(), names, True, lock=_lock(no_wait))
     if not online:
         typer.echo("systemd is not running here: the sandboxes will start at the next boot.")
 
@@ -388,12 +401,13 @@ def enable_cmd(
 @app.command("disable")
 def disable_cmd(
     names: list[str] = typer.Argument(..., help="Sandboxes not to start at boot.", metavar="NAME"),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
 ) -> None:
     """Stop starting sandboxes at boot (a running one keeps running). Works offline with --root."""
     _need_root()
     from . import control
 
-    control.set_enabled(_layout(), names, False)
+    control.set_enabled(_layout(), names, False, lock=_lock(no_wait))
 
 
 @app.command("start")
@@ -592,6 +606,7 @@ def copy_cmd(
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the paths, copy nothing."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
 ) -> None:
     """Copy host files or directories into an existing sandbox, as create would have: owners mapped \
 into the sandbox, secrets left out. The paths are recorded in the sandbox's spec, so upgrade and clone \
@@ -601,7 +616,7 @@ files at once."""
 
     if not dry_run:
         _need_root()
-    result = copy_into(_layout(), name, paths, dry_run=dry_run)
+    result = copy_into(_layout(), name, paths, dry_run=dry_run, lock=_lock(no_wait))
     if as_json:
         _print_json(asdict(result))
         return
@@ -615,14 +630,20 @@ def delete_cmd(
     keep_data: bool = typer.Option(
         False, "--keep-data", help="Keep /var/lib/sandbox-service/NAME (spec and root)."
     ),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
 ) -> None:
-    """Stop, disable and remove sandboxes (units, and their directory unless --keep-data)."""
+    """Stop, disable and remove sandboxes (units, and their directory unless --keep-data). Also removes \
+whatever an interrupted create, clone or delete left of a sandbox."""
     _need_root()
     from . import control
 
-    control.delete(_layout(), names, keep_data)
-    for n in names:
-        typer.echo(f"Deleted sandbox {n}.")
+    for d in control.delete(_layout(), names, keep_data, lock=_lock(no_wait)):
+        if d.complete:
+            typer.echo(f"Deleted sandbox {d.name}.")
+        else:
+            typer.echo(f"Removed what interrupted runs had left of sandbox {d.name}:")
+            for what in d.removed:
+                typer.echo(f"  {what}")
 
 
 SHOWN_PER_RESULT = 20  # sandboxes named one by one per kind of result; the rest are counted
@@ -670,6 +691,11 @@ def apply_cmd(
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; change nothing."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable summary."),
+    no_wait: bool = typer.Option(
+        False,
+        "--no-wait",
+        help="Fail at once (exit status 16) if another sandbox-service is changing sandboxes.",
+    ),
 ) -> None:
     """Make the sandboxes what the documents list: create what is missing, update what changed (as \
 upgrade does), leave what is equal alone, start what should run.
@@ -677,8 +703,10 @@ upgrade does), leave what is equal alone, start what should run.
 One daemon-reload for the whole run; start jobs are enqueued together and waited for together. A \
 sandbox that fails does not stop the others; the summary says which failed and why. Documents use \
 the keys of sandbox.yaml (see sandbox-service.yaml(5)), and started: true|false."""
+    import contextlib
     import time
 
+    from . import locks, recovery
     from .apply.document import load
     from .apply.perform import perform
     from .apply.plan import plan_apply
@@ -691,17 +719,23 @@ the keys of sandbox.yaml (see sandbox-service.yaml(5)), and started: true|false.
     docs = load(path)
     online = layout.root == Path("/") and systemd_running()
     began = time.monotonic()
-    sd = Systemd() if online else None
-    try:
-        plan = plan_apply(layout, docs, sd, prune=prune)
-        planned_in = time.monotonic() - began
-        if dry_run:
-            _print_plan(plan, as_json)
-            return
-        result = perform(layout, plan, sd, progress=None if as_json else _ProgressBar())
-    finally:
-        if sd is not None:
-            sd.__exit__(None, None, None)
+    # the lock of every sandbox (one lock, whatever the number of sandboxes); a dry run writes nothing
+    held = contextlib.nullcontext() if dry_run else locks.every_sandbox(layout, _lock(no_wait))
+    with held:
+        sd = Systemd() if online else None
+        try:
+            if not dry_run:  # listed sandboxes whose last run was cut short are made anew
+                for t in recovery.clear_unfinished(layout, [e.name for e in docs.entries], sd):
+                    typer.echo(f"removed what an interrupted run had left of {t.name}", err=True)
+            plan = plan_apply(layout, docs, sd, prune=prune)
+            planned_in = time.monotonic() - began
+            if dry_run:
+                _print_plan(plan, as_json)
+                return
+            result = perform(layout, plan, sd, progress=None if as_json else _ProgressBar())
+        finally:
+            if sd is not None:
+                sd.__exit__(None, None, None)
     result.seconds = {"plan": planned_in, **result.seconds}
     counts = {r: sum(1 for o in result.outcomes if o.result == r) for r in _RESULTS}
     if as_json:
@@ -820,6 +854,7 @@ def upgrade_cmd(
         False, "--dry-run", help="List what would change; write nothing, restart nothing."
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable result."),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
 ) -> None:
     """Bring sandboxes up to date after the host's packages were updated.
 
@@ -832,7 +867,13 @@ sandboxes."""
 
     _need_root()  # the merge base (NAME/base) is readable by root only, so --dry-run needs root too
     layout = _layout()
-    result = upgrade(layout, names or [], all_sandboxes=all_sandboxes, dry_run=dry_run)
+    result = upgrade(layout, names or [], all_sandboxes=all_sandboxes, dry_run=dry_run, lock=_lock(no_wait))
+    if not as_json:
+        for name in result.skipped:
+            typer.echo(
+                f"{name}: skipped: the run that made it was interrupted "
+                f"(finish it with the same create command, or: sandbox-service delete {name})"
+            )
     if not as_json and not result.sandboxes:
         typer.echo("No sandboxes.")
     elif not as_json:
@@ -875,6 +916,7 @@ sandboxes."""
                 "online": result.online,
                 "dry_run": result.dry_run,
                 "reloaded": result.reloaded,
+                "skipped": list(result.skipped),
                 "sandboxes": [
                     {
                         "name": s.name,
@@ -913,6 +955,8 @@ def main() -> None:
         if _State.debug:
             traceback.print_exc()
         print(f"sandbox-service: error: {exc.message}", file=sys.stderr)
+        for problem in undo_failures(exc):
+            print(f"could not undo: {problem}", file=sys.stderr)
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
         journal = getattr(exc, "journal", ())

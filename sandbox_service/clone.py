@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import fswalk, index, render, selinux, specfile, tree
+from . import fswalk, index, locks, recovery, render, selinux, specfile, tree
 from .control import load_spec
-from .create import take_id_range
+from .create import publish_checked, take_id_range
+from .errors import InvalidInput, SandboxError
 from .identity import IdMap
-from .install import Transaction, publish_dir, refuse_existing, stage_dir, write_units
+from .install import Transaction, full_disk_error, refuse_existing, stage_dir, write_units
+from .locks import LockPolicy
 from .network import checks as network_checks
 from .paths import BASE_DIR_NAME, Layout
 from .spec import SandboxSpec, check_name
@@ -28,14 +30,41 @@ class Cloned:
     skipped: tuple[fswalk.Skipped, ...]  # entries of the source left out, paths relative to its directory
 
 
-def clone(layout: Layout, src: str, dest: str) -> Cloned:
-    source = load_spec(layout, src)
+def clone(layout: Layout, src: str, dest: str, lock: LockPolicy | None = None) -> Cloned:
+    """Holding DEST's lock, and SRC's shared (SRC can be cloned twice at once, but not changed).  What an
+    interrupted run left of a DEST that is not a sandbox is removed first (recovery.py)."""
     check_name(dest)
+    with locks.sandboxes(layout, [dest], shared=[src], policy=lock):
+        online = layout.root == Path("/") and systemd_running()
+        sd = Systemd() if online else None
+        try:
+            return _clone(layout, src, dest, sd)
+        except (SandboxError, OSError) as exc:
+            full = full_disk_error(exc, layout, dest)
+            if full is None:
+                raise
+            raise full from exc
+        finally:
+            if sd is not None:
+                sd.__exit__(None, None, None)
+
+
+def _clone(layout: Layout, src: str, dest: str, sd: Systemd | None) -> Cloned:
+    source = load_spec(layout, src)
+    if not recovery.is_complete(layout, src):
+        raise InvalidInput(
+            f"sandbox {src!r} is not complete: the run that made it was interrupted",
+            f"finish it with the same create command (or: sandbox-service delete {src})",
+        )
+    if recovery.is_complete(layout, dest):
+        refuse_existing(layout, dest)
+    traces = recovery.find_traces(layout, dest)
+    if not traces.empty:
+        recovery.remove_traces(layout, [traces], sd)
     refuse_existing(layout, dest)
     spec = replace(source, name=dest, selinux_level=None, enabled=False, id_base=None)
-    others = index.summaries(layout)
+    others = [s for s in index.summaries(layout) if s.name != dest]
     network_checks.check_host(spec, others, layout)
-    online = layout.root == Path("/") and systemd_running()
     with Transaction() as tx:
         if source.selinux_level:
             registry = selinux.McsRegistry(layout.mcs_registry)
@@ -56,11 +85,13 @@ def clone(layout: Layout, src: str, dest: str) -> Cloned:
         specfile.save(staging / "sandbox.yaml", spec)
         if spec.selinux_level:
             selinux.label_tree(staging, spec.selinux_level)
-        publish_dir(tx, staging, layout.sandbox_dir(dest))
+        final = layout.sandbox_dir(dest)
+        publish_checked(tx, layout, spec, staging, final)
+        if sd is not None:
+            tx.on_rollback(sd.reload)  # undone in reverse order: runs once the unit files are gone again
         write_units(tx, layout, render.render(spec), dest)
-        if online:
-            with Systemd() as sd:
-                tx.on_rollback(sd.reload)
-                sd.reload()
+        if sd is not None:
+            sd.reload()
+        recovery.mark_complete(final)
         tx.commit()
     return Cloned(spec, tuple(copied.skipped))

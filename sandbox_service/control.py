@@ -10,15 +10,16 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from . import identity, render, selinux, specfile, tree
+from . import identity, locks, recovery, render, selinux, specfile, tree
 from .diagnose import Diagnosis, diagnose
 from .errors import InvalidInput, JobFailed, NotFound
 from .install import Transaction, enable_offline, remove_enable_links, remove_units
 from .journal import tail
+from .locks import LockPolicy
 from .network.units import publish_units
 from .paths import SPEC_FILE_NAME, Layout, runtime_dir_path, sandbox_name_of, service_unit, slice_unit
 from .run import run_interactive
@@ -143,29 +144,35 @@ def reload(layout: Layout, name: str) -> None:
         run_job(sd, "reload_unit", [service_unit(name)], layout)
 
 
-def delete(layout: Layout, names: Sequence[str], keep_data: bool = False) -> list[Path]:
-    """Stop, disable and remove units, reload once, then remove the sandbox directories."""
-    specs = [load_spec(layout, n) for n in names]
-    online = layout.root == Path("/") and systemd_running()
-    removed: list[Path] = []
-    if online:
-        with Systemd() as sd:
-            stop_and_disable(sd, layout, specs)
-            for s in specs:
-                removed += remove_sandbox_units(layout, s)
-            sd.reload()
-            for s in specs:
-                sd.reset_failed(service_unit(s.name))
-    else:
-        for s in specs:
-            remove_enable_links(layout, service_unit(s.name))
-            removed += remove_sandbox_units(layout, s)
-    if not keep_data:
-        for s in specs:
-            removed += remove_sandbox_data(layout, s)
-    for s in specs:
-        remove_runtime_dir(layout, s)
-    return removed
+@dataclass(frozen=True)
+class Deleted:
+    name: str
+    complete: bool  # it was a sandbox; False: only what interrupted runs had left of one
+    removed: tuple[str, ...]  # what was found and removed, as phrases
+
+
+def delete(
+    layout: Layout, names: Sequence[str], keep_data: bool = False, *, lock: LockPolicy | None = None
+) -> list[Deleted]:
+    """Stop, disable and remove units, reload once, then remove the sandbox directories, registry
+    entries and host accounts: everything the sandboxes hold, found by looking (recovery.py), so a
+    sandbox whose create or delete was cut short at any step is removed as well as a complete one."""
+    chosen = list(dict.fromkeys(check_name(n) for n in names))
+    with locks.sandboxes(layout, chosen, policy=lock):
+        found = []
+        for n in chosen:
+            if recovery.is_complete(layout, n):
+                load_spec(layout, n)  # refuses a spec that names another sandbox or its ID range
+            traces = recovery.find_traces(layout, n)
+            if traces.empty:
+                raise NotFound(f"no sandbox named {n!r}", "list the sandboxes with: sandbox-service list")
+            found.append(traces)
+        if layout.root == Path("/") and systemd_running():
+            with Systemd() as sd:
+                recovery.remove_traces(layout, found, sd, keep_data=keep_data)
+        else:
+            recovery.remove_traces(layout, found, None, keep_data=keep_data)
+    return [Deleted(t.name, t.complete, tuple(t.describe())) for t in found]
 
 
 def stop_and_disable(sd: Systemd, layout: Layout, specs: Sequence[SandboxSpec]) -> None:
@@ -220,11 +227,18 @@ def execute(layout: Layout, name: str, command: tuple[str, ...], *, interactive:
     return run_interactive(systemd_run_argv(spec, command, interactive=interactive, main_pid=main_pid))
 
 
-def set_enabled(layout: Layout, names: Sequence[str], enabled: bool) -> bool:
+def set_enabled(
+    layout: Layout, names: Sequence[str], enabled: bool, *, lock: LockPolicy | None = None
+) -> bool:
     """Enable or disable sandboxes at boot (through sandbox.target); returns whether systemd was told.
 
     Offline (--root, or no systemd running) the links are made and removed the way
     `systemctl --root=DIR enable` does."""
+    with locks.sandboxes(layout, names, policy=lock):
+        return _set_enabled(layout, names, enabled)
+
+
+def _set_enabled(layout: Layout, names: Sequence[str], enabled: bool) -> bool:
     specs = [load_spec(layout, n) for n in names]
     services = [service_unit(s.name) for s in specs]
     online = layout.root == Path("/") and systemd_running()

@@ -8,11 +8,12 @@ secrets left out, a pristine copy of /etc files kept for upgrade's three-way mer
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from . import fswalk, specfile, tree
+from . import fswalk, locks, specfile, tree
 from .errors import AlreadyExists, InvalidInput, NotFound
 from .identity import IdMap
 from .paths import Layout
@@ -27,8 +28,22 @@ class CopyResult:
     dry_run: bool
 
 
-def copy_into(layout: Layout, name: str, paths: Sequence[str], *, dry_run: bool = False) -> CopyResult:
-    """Copy `paths` from the host (or --root image) into sandbox `name` and record them in its spec."""
+def copy_into(
+    layout: Layout,
+    name: str,
+    paths: Sequence[str],
+    *,
+    dry_run: bool = False,
+    lock: locks.LockPolicy | None = None,
+) -> CopyResult:
+    """Copy `paths` from the host (or --root image) into sandbox `name` and record them in its spec,
+    holding the sandbox's lock (not for a dry run, which writes nothing)."""
+    held = contextlib.nullcontext() if dry_run else locks.sandboxes(layout, [name], policy=lock)
+    with held:
+        return _copy_into(layout, name, paths, dry_run=dry_run)
+
+
+def _copy_into(layout: Layout, name: str, paths: Sequence[str], *, dry_run: bool) -> CopyResult:
     spec = specfile.load(layout.spec_file(name))
     if spec.kind is Kind.CHROOT:
         raise InvalidInput(

@@ -14,16 +14,33 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
-from . import fswalk, identity, index, isolation, render, security, selinux, specfile, tree
-from .control import check_room, run_job, units_to_wait_for
+from . import fswalk, identity, index, isolation, locks, recovery, render, security, selinux, specfile, tree
+from .control import check_room, load_spec, run_job, units_to_wait_for
 from .discover import host as host_discovery
 from .discover import packages, related, unitnames
 from .discover.unit import Translated, translate, unit_name_for, with_overrides
 from .discover.unitfile import load_unit_settings, permissions_start_only
-from .errors import AlreadyExists, DiscoveryFailed, InvalidInput, NotFound, SystemdUnavailable, TooExposed
+from .errors import (
+    AlreadyExists,
+    DiscoveryFailed,
+    InvalidInput,
+    NotFound,
+    SandboxError,
+    SystemdUnavailable,
+    TooExposed,
+)
 from .exposure import exposure
 from .identity import IdMap
-from .install import Transaction, enable_offline, publish_dir, refuse_existing, stage_dir, write_units
+from .install import (
+    Transaction,
+    enable_offline,
+    full_disk_error,
+    publish_dir,
+    refuse_existing,
+    stage_dir,
+    write_units,
+)
+from .locks import LockPolicy
 from .network import checks as network_checks
 from .network.model import NetworkSpec
 from .paths import BASE_DIR_NAME, Layout, service_unit
@@ -257,7 +274,10 @@ def plan(
     return Plan(spec, all_copies, _owned_dirs(service), tuple(notes), hostinfo)
 
 
-def create(req: CreateRequest, layout: Layout) -> Created:
+def create(req: CreateRequest, layout: Layout, lock: LockPolicy | None = None) -> Created:
+    """Make the sandbox, holding its lock.  What an interrupted run left of a sandbox of that name is
+    removed first (recovery.py); --exist-ok finishes a complete one (units, registration)."""
+    name = check_name(req.name)
     online = layout.root == Path("/") and systemd_running()
     if req.now and not online:
         raise SystemdUnavailable("--now needs a running systemd", "drop --now, or run on the booted system")
@@ -266,29 +286,43 @@ def create(req: CreateRequest, layout: Layout) -> Created:
             "--max-exposure needs the running systemd to score the unit",
             "drop it here, and check the score on the booted system with: sandbox-service status NAME",
         )
-    sd = Systemd() if online else None
-    try:
-        clean_stale_staging(layout, req.name)
-        if req.exist_ok and layout.spec_file(req.name).is_file():
-            return _finish_existing(req, layout, sd)
-        p = plan(req, layout, sd)
-        if req.now and sd is not None:
-            check_room(sd, [p.spec])  # before anything is made: refused, the sandbox is not half made
-        return _apply(p, req, layout, sd)
-    finally:
-        if sd is not None:
-            sd.__exit__(None, None, None)
+    with locks.sandboxes(layout, [name], policy=lock):
+        sd = Systemd() if online else None
+        try:
+            if recovery.is_complete(layout, name):
+                if req.exist_ok:
+                    return _finish_existing(req, layout, sd)
+                refuse_existing(layout, name)
+            notes = []
+            traces = recovery.find_traces(layout, name)
+            if not traces.empty:
+                recovery.remove_traces(layout, [traces], sd)
+                notes.append("removed what an interrupted run had left: " + "; ".join(traces.describe()))
+            p = plan(req, layout, sd)
+            if req.now and sd is not None:
+                check_room(sd, [p.spec])  # before anything is made: refused, the sandbox is not half made
+            created = _apply(p, req, layout, sd)
+            return replace(created, notes=(*notes, *created.notes))
+        except (SandboxError, OSError) as exc:
+            full = full_disk_error(exc, layout, name)
+            if full is None:
+                raise
+            raise full from exc
+        finally:
+            if sd is not None:
+                sd.__exit__(None, None, None)
 
 
 def _apply(p: Plan, req: CreateRequest, layout: Layout, sd: Systemd | None) -> Created:
     with Transaction() as tx:
-        made = install(tx, p, layout)
         if sd is not None:
-            tx.on_rollback(sd.reload)  # runs after the files are gone again
+            tx.on_rollback(sd.reload)  # undone in reverse order: runs once the unit files are gone again
+        made = install(tx, p, layout)
         # systemd loads a unit file it has never seen when the unit is first asked for (it rebuilds
         # its map of unit files once their directories changed): a reload is needed only when a
         # unit file that was there already changed, such as the shared sandbox.slice
         started = _register(tx, layout, sd, req, made.spec, reload=made.replaced_units)
+        recovery.mark_complete(layout.sandbox_dir(made.spec.name))
         tx.commit()
     return Created(made.spec, tuple(made.written), made.copied, started, sd is not None, p.notes)
 
@@ -304,7 +338,8 @@ class Installed:
 def install(tx: Transaction, p: Plan, layout: Layout, *, id_base: int | None = None) -> Installed:
     """Make the sandbox of a plan on disk: its ID range and account (unless `id_base` was taken for it
     already, with its account: apply does that for many at once), its tree, spec file and units; every
-    step undone by `tx`.  Nothing is told to systemd."""
+    step undone by `tx`.  Nothing is told to systemd.  The sandbox stays marked incomplete: the caller
+    removes the mark (recovery.mark_complete) once it has registered it."""
     spec = p.spec
     if selinux.resolve_mode(spec.selinux):
         registry = selinux.McsRegistry(layout.mcs_registry)
@@ -338,10 +373,20 @@ def install(tx: Transaction, p: Plan, layout: Layout, *, id_base: int | None = N
     if spec.selinux_level:
         selinux.label_tree(staging, spec.selinux_level)
     final = layout.sandbox_dir(spec.name)
-    publish_dir(tx, staging, final)
+    publish_checked(tx, layout, spec, staging, final)
     replaced = [path for path in files if os.path.lexists(layout.host(str(path)))]
     written = write_units(tx, layout, files, spec.name)
     return Installed(spec, written, copied, any(layout.host(str(p)) in written for p in replaced))
+
+
+def publish_checked(tx: Transaction, layout: Layout, spec: SandboxSpec, staging: Path, final: Path) -> None:
+    """Put a staged sandbox in place, after checking again, under the host lock, what it shares with the
+    other sandboxes (published ports): a sandbox published meanwhile is seen, and none can follow
+    until this one is in place."""
+    with locks.host(layout):
+        others = [s for s in index.summaries(layout) if s.name != spec.name]
+        network_checks.check_host(spec, others, layout)
+        publish_dir(tx, staging, final)
 
 
 def take_id_range(tx: Transaction, layout: Layout, name: str) -> int:
@@ -356,8 +401,9 @@ def take_id_range(tx: Transaction, layout: Layout, name: str) -> int:
 
 def _finish_existing(req: CreateRequest, layout: Layout, sd: Systemd | None) -> Created:
     """create --exist-ok on a sandbox that exists: success when it has the settings asked for, after
-    finishing whatever an interrupted run left undone (units, enable links, registration)."""
-    existing = specfile.load(layout.spec_file(req.name))
+    finishing whatever an interrupted run left undone (units, enable links, registration) and removing
+    what killed runs left beside it (staging directories, temp files, units it no longer has)."""
+    existing = load_spec(layout, req.name)
     p = plan(req, layout, sd, allow_existing=True)
     wanted = replace(
         p.spec,
@@ -371,24 +417,16 @@ def _finish_existing(req: CreateRequest, layout: Layout, sd: Systemd | None) -> 
             f"sandbox {req.name!r} exists with different settings",
             f"see: sandbox-service create {req.name} ... --dry-run; delete it first to change them",
         )
+    recovery.remove_side_dirs(layout, existing.name)
+    files = render.render(existing)
     with Transaction() as tx:
-        written = write_units(tx, layout, render.render(existing), existing.name, replace=True)
+        written = write_units(tx, layout, files, existing.name, replace=True)
+        recovery.remove_stray_units(layout, existing.name, files)
         started = _register(tx, layout, sd, req, existing)
         tx.commit()
     return Created(
         existing, tuple(written), 0, started, sd is not None, ("already existed with these settings",)
     )
-
-
-def clean_stale_staging(layout: Layout, name: str) -> None:
-    """Remove staging directories of runs that were interrupted (their process is gone)."""
-    base = layout.sandbox_base
-    if not base.is_dir():
-        return
-    for d in base.glob(f".{name}.staging-*"):
-        pid = d.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            tree.remove_tree(d)
 
 
 def _register(
@@ -400,14 +438,20 @@ def _register(
     *,
     reload: bool = True,
 ) -> bool:
-    """Tell systemd (one reload, unless only new unit files were written), check the exposure, enable
-    and start as asked; offline, make the enable links. Returns whether the service was started."""
+    """Enable as asked, tell systemd (one reload, unless only new unit files were written and nothing
+    was enabled), check the exposure, start as asked; offline, make the enable links. Returns whether
+    the service was started."""
     service = service_unit(spec.name)
     if sd is None:
         if req.enable:
             enable_offline(tx, layout, [service])
         return False
-    if reload:
+    if req.enable:
+        tx.on_rollback(lambda: sd.disable([service]))  # while its unit file is still there
+        sd.enable(["sandbox.target", service])
+    # after enabling: the running sandbox.target gets its new dependency, and systemd 257 counts the new
+    # enable links as a change on disk that needs a reload
+    if reload or req.enable:
         sd.reload()
     if req.max_exposure is not None:
         score, word = exposure(service)
@@ -417,11 +461,6 @@ def _register(
                 f"above --max-exposure {req.max_exposure}; nothing was kept",
                 "choose a stricter --profile, or see: systemd-analyze security " + service,
             )
-    if req.enable:
-        tx.on_rollback(lambda: sd.disable([service]))
-        sd.enable(["sandbox.target", service])
-        if not reload:  # the one reload: the running sandbox.target gets its new dependency
-            sd.reload()
     if req.now:
         tx.on_rollback(lambda: _stop_quietly(sd, service))
         # what the start found missing is named for the next create: this one is rolled back

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class SandboxError(Exception):
     """Base error: a one-line message plus an optional hint telling the user what to do."""
@@ -104,3 +106,41 @@ class ApplyIncomplete(SandboxError):
     """apply did what it could, but some sandboxes failed (the summary says which and why)."""
 
     exit_code = 15
+
+
+class Busy(SandboxError):
+    """Another run of the tool is changing the same sandbox, and --no-wait said not to wait for it."""
+
+    exit_code = 16
+
+
+class NoSpace(SandboxError):
+    """A file system filled up (or a quota ran out) while the command was writing."""
+
+    exit_code = 17
+
+
+def no_space(exc: BaseException) -> OSError | None:
+    """The ENOSPC/EDQUOT error that caused `exc` (itself, or one it was raised from), if any."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno in (errno.ENOSPC, errno.EDQUOT):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+_UNDO_FAILED = "sandbox_service_undo_failed"
+
+
+def undo_failures(exc: BaseException) -> tuple[str, ...]:
+    """The rollback steps that failed after `exc` stopped a transaction (none: everything was undone)."""
+    found: tuple[str, ...] = getattr(exc, _UNDO_FAILED, ())
+    return found
+
+
+def set_undo_failures(exc: BaseException, problems: tuple[str, ...]) -> None:
+    """The error goes on; what could not be undone travels with it."""
+    setattr(exc, _UNDO_FAILED, problems)

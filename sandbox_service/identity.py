@@ -92,6 +92,7 @@ class IdRegistry:
     """Which sandbox holds which ID range (``.id-registry.json`` beside the sandboxes)."""
 
     def __init__(self, path: Path, passwd: Path | None = None) -> None:
+        self.path = path
         self._registry: Registry[int] = Registry(
             path,
             key="ranges",
@@ -290,11 +291,32 @@ def ensure_account(layout: Layout, name: str, base: int) -> bool:
     return True
 
 
+def _group_entry(layout: Layout, account: str) -> list[str] | None:
+    try:
+        lines = layout.host("/etc/group").read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    return next((f for f in (line.split(":") for line in lines) if f[0] == account), None)
+
+
+def account_is_sandboxes(layout: Layout, name: str, base: int | None) -> bool:
+    """Whether the host has an account or group ``sb-NAME`` that the tool made for sandbox `name`: the
+    user by its comment (or its ID, when the range `base` is known), a group alone by its ID.  An
+    account of that name that someone else made is never taken for the sandbox's."""
+    account = account_name(name)
+    user = _passwd_entry(layout, account)
+    if user is not None:
+        return (len(user) > 4 and user[4] == account_comment(name)) or (
+            base is not None and len(user) > 3 and user[2] == str(base) and user[3] == str(base)
+        )
+    group = _group_entry(layout, account)
+    return group is not None and base is not None and len(group) > 2 and group[2] == str(base)
+
+
 def remove_account(layout: Layout, name: str) -> None:
     account = account_name(name)
     tools = _account_tools(layout)
     if _passwd_entry(layout, account) is not None:
         run(["userdel", *tools, account])
-    group = layout.host("/etc/group")
-    if group.exists() and any(line.split(":")[0] == account for line in group.read_text().splitlines()):
+    if _group_entry(layout, account) is not None:
         run(["groupdel", *tools, account])

@@ -13,9 +13,17 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
-from .atomic import write_atomic
-from .errors import AlreadyExists, PermissionDenied
-from .paths import VENDOR_UNIT_DIR, Layout, service_unit
+from .atomic import fsync_dir, write_atomic
+from .errors import (
+    AlreadyExists,
+    NoSpace,
+    PermissionDenied,
+    SandboxError,
+    no_space,
+    set_undo_failures,
+    undo_failures,
+)
+from .paths import INCOMPLETE_MARK, STAGING, VENDOR_UNIT_DIR, Layout, service_unit
 from .render import MARKER
 from .tree import remove_tree
 
@@ -23,17 +31,26 @@ from .tree import remove_tree
 class Transaction:
     def __init__(self) -> None:
         self._undo: list[Callable[[], None]] = []
+        self._commit: list[Callable[[], None]] = []
         self.done = False
 
     def on_rollback(self, step: Callable[[], None]) -> None:
         self._undo.append(step)
 
+    def on_commit(self, step: Callable[[], None]) -> None:
+        """A step once the transaction stands (dropping what was kept for undoing it)."""
+        self._commit.append(step)
+
     def commit(self) -> None:
         self.done = True
         self._undo.clear()
+        steps, self._commit = self._commit, []
+        for step in steps:
+            step()
 
     def rollback(self) -> list[str]:
         """Undo in reverse order; keep going past failures and report them."""
+        self._commit.clear()
         problems = []
         while self._undo:
             step = self._undo.pop()
@@ -48,7 +65,32 @@ class Transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is not None and not self.done:
-            self.rollback()
+            problems = self.rollback()
+            if problems and isinstance(exc, BaseException):
+                # the error goes on; what could not be undone travels with it (undo_failures)
+                set_undo_failures(exc, (*undo_failures(exc), *problems))
+
+
+def full_disk_error(exc: BaseException, layout: Layout, name: str) -> NoSpace | None:
+    """A clear error for a create or clone of sandbox `name` that a full file system stopped (after its
+    rollback), or None when something else stopped it."""
+    cause = no_space(exc)
+    if cause is None:
+        return None
+    where = layout.sandbox_base
+    detail = (
+        exc.message if isinstance(exc, SandboxError) else f"cannot write {cause.filename}: {cause.strerror}"
+    )
+    undone = undo_failures(exc)
+    if undone:
+        return NoSpace(
+            f"{detail}; undoing what was done failed too ({'; '.join(undone)})",
+            f"free space (df -h {where}), then remove what is left with: sandbox-service delete {name}",
+        )
+    return NoSpace(
+        f"{detail}: the file system is full; nothing of sandbox {name!r} was kept",
+        f"free space on the file system of {where} (df -h {where}), then run the command again",
+    )
 
 
 def is_ours(path: Path, name: str | None = None) -> bool:
@@ -122,17 +164,20 @@ def refuse_existing(layout: Layout, name: str) -> None:
 
 
 def stage_dir(tx: Transaction, layout: Layout, name: str) -> Path:
-    """A fresh staging directory beside the final sandbox directory (same filesystem, so rename works)."""
+    """A fresh staging directory beside the final sandbox directory (same filesystem, so rename works),
+    marked incomplete: it stays so, also once published, until the run that makes it has finished
+    (recovery.mark_complete), so a run killed at any point leaves something recovery recognises."""
     base = layout.sandbox_base
     if not base.is_dir():
         base.mkdir(parents=True)
         os.chmod(base, 0o755)
         tx.on_rollback(lambda: _rmdir_if_empty(base))
-    staging = base / f".{name}.staging-{os.getpid()}"
+    staging = layout.side_dir(name, STAGING, os.getpid())
     if staging.exists():
         remove_tree(staging)
     staging.mkdir(mode=0o755)
     tx.on_rollback(lambda: remove_tree(staging))
+    (staging / INCOMPLETE_MARK).touch(mode=0o600)
     return staging
 
 
@@ -146,6 +191,7 @@ def publish_dir(tx: Transaction, staging: Path, final: Path) -> None:
         raise AlreadyExists(f"{final} exists")
     os.rename(staging, final)
     tx.on_rollback(lambda: remove_tree(final))
+    fsync_dir(final.parent)
 
 
 def enable_links(tx: Transaction, layout: Layout, unit: str, wanted_by: str) -> None:

@@ -12,6 +12,10 @@ RUNTIME_BASE = Path("/run/sandbox-service")
 SPEC_FILE_NAME = "sandbox.yaml"
 BASE_DIR_NAME = "base"  # NAME/base: the host's /etc files as they were when copied (upgrade's merge base)
 UNIT_PREFIX = "sandbox-"
+# NAME/.incomplete: present from staging until the run that makes the sandbox has finished (recovery.py)
+INCOMPLETE_MARK = ".incomplete"
+STAGING = "staging"  # .NAME.staging-PID: a sandbox being built, renamed to NAME/ when complete
+DELETING = "deleting"  # .NAME.deleting-PID: a sandbox directory being removed
 
 
 def unit_base(name: str) -> str:
@@ -53,6 +57,11 @@ class Layout:
 
     def sandbox_dir(self, name: str) -> Path:
         return self.sandbox_base / name
+
+    def side_dir(self, name: str, what: str, pid: int) -> Path:
+        """``.NAME.staging-PID`` or ``.NAME.deleting-PID``, beside the sandbox directories (so a rename
+        moves a whole tree in or out of place)."""
+        return self.sandbox_base / f".{name}.{what}-{pid}"
 
     def spec_file(self, name: str) -> Path:
         return self.sandbox_dir(name) / SPEC_FILE_NAME

@@ -262,6 +262,12 @@ class Systemd:
         rows = self._manager(b"ListUnitsByPatterns", b"asas", [], [p.encode() for p in patterns])
         return [UnitState(_s(r[0]), _s(r[2]), _s(r[3]), _s(r[4])) for r in rows]
 
+    def stale_units(self, patterns: Sequence[str]) -> list[str]:
+        """Loaded units matching the patterns whose files changed since systemd read them (a reload is
+        due: NeedDaemonReload), e.g. after a run that wrote them was killed before it reloaded."""
+        rows = self._manager(b"ListUnitsByPatterns", b"asas", [], [p.encode() for p in patterns])
+        return [_s(r[0]) for r in rows if self._get_all(r[6], UNIT_IFACE).get(b"NeedDaemonReload")]
+
     # -- units -------------------------------------------------------------------------------------
 
     def unit_settings(self, name: str) -> UnitSettings:

@@ -24,6 +24,8 @@ packages=(
     python3 python3-pystemd python3-typer python3-jinja2 python3-yaml python3-selinux
     # the services the tests wrap, and what the tests use inside
     nginx apache2 curl iproute2 procps util-linux busybox-static
+    # the fault-injection tests stop the tool at each of its steps (strace -e inject=...:signal=KILL)
+    strace
 )
 
 cache=.cache/trixie

@@ -17,6 +17,8 @@ packages=(
     python3-typer python3-pystemd python3-jinja2 python3-yaml
     # the second systemd of the box tests: a Debian 13 tree (scripts/build-trixie.sh)
     debootstrap debian-archive-keyring
+    # the fault-injection tests stop the tool at each of its steps (strace -e inject=...:signal=KILL)
+    strace
 )
 
 # Services installed by apt (nginx, apache2, ...) must not be started on this

@@ -7,6 +7,7 @@ the end, on an image tree with --root semantics (Layout(root=tmp)).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -18,16 +19,18 @@ from pathlib import Path
 import pytest
 
 from sandbox_service import selinux, specfile, tree
-from sandbox_service.errors import InvalidInput, NotFound
+from sandbox_service.errors import InvalidInput, NoSpace, NotFound, SandboxError
 from sandbox_service.paths import Layout
 from sandbox_service.spec import ExecCommand, Kind, SandboxSpec, ServiceDef
 from sandbox_service.upgrade import (
     Action,
     MergeReport,
     apply_merge,
+    command,
     merge,
     plan_merge,
     restart_running,
+    threeway,
     upgrade,
 )
 
@@ -349,13 +352,15 @@ def test_a_symlinked_etc_in_the_sandbox_is_never_written_through(t: Trees, tmp_p
     assert snapshot(outside) == before
 
 
-def test_a_deep_tree_planted_at_the_temporary_name_is_removed_without_recursion(t: Trees) -> None:
-    """The temporary name is predictable (it carries the PID): a sandbox can put a directory there, as
-    deep as it likes; the merge removes it by descriptor, iteratively, and writes its file."""
+def test_temporary_files_never_live_in_the_sandboxs_tree(t: Trees) -> None:
+    """New files are written in the merge's work directory (root's, beside the trees) and renamed into
+    place: an entry the sandbox plants at the name earlier versions used for their temporary file, as
+    deep as it likes, is the sandbox's own and stays; the work directory is gone afterwards."""
     t.create()
     write(t.host, "etc/app/mime.types", "text/plain txt text\n")
+    planted = f".sandbox-service-upgrade-{os.getpid()}"
     fd = os.open(t.sandbox / "etc/app", os.O_RDONLY | os.O_DIRECTORY)
-    for name in [f".sandbox-service-upgrade-{os.getpid()}"] + ["d"] * 2999:
+    for name in [planted] + ["d"] * 2999:
         os.mkdir(name, dir_fd=fd)
         sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
         os.close(fd)
@@ -365,7 +370,8 @@ def test_a_deep_tree_planted_at_the_temporary_name_is_removed_without_recursion(
         report = t.merge()
         assert report.entries == (("/etc/app/mime.types", Action.UPDATED),)
         assert (t.sandbox / "etc/app/mime.types").read_text() == "text/plain txt text\n"
-        assert sorted(os.listdir(t.sandbox / "etc/app")) == sorted(os.listdir(t.host / "etc/app"))
+        assert sorted(os.listdir(t.sandbox / "etc/app")) == sorted([*os.listdir(t.host / "etc/app"), planted])
+        assert sorted(os.listdir(t.sandbox.parent)) == ["base", "host", "sandbox"]
     finally:  # pytest's own clean-up of tmp_path recurses: it must not meet the tree if this failed
         subprocess.run(["rm", "-rf", "--one-file-system", str(t.sandbox)], check=True)
 
@@ -417,6 +423,85 @@ def test_an_interrupted_merge_is_finished_by_the_next_one(t: Trees) -> None:
     report = t.merge()
     assert report.entries == () and report.base_updates == 1
     assert (t.base / "etc/app/main.conf").read_text() == "main = 2\n"
+
+
+def contents(snap: Snapshot) -> Snapshot:
+    """A snapshot without the times of directories (renames into and out of them change those)."""
+    return {p: v[:3] + v[4:] if stat.S_ISDIR(int(str(v[0]))) else v for p, v in snap.items()}
+
+
+def fail_on_call(monkeypatch: pytest.MonkeyPatch, name: str, n: int) -> None:
+    """Make threeway's function `name` fail with ENOSPC on its n-th call."""
+    real = getattr(threeway, name)
+    calls = [0]
+
+    def failing(*args: object, **kwargs: object) -> object:
+        calls[0] += 1
+        if calls[0] == n:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(threeway, name, failing)
+
+
+def changes_everywhere(t: Trees) -> None:
+    """Host changes of every kind: updated, added (a file in a new directory), removed."""
+    t.create()
+    write(t.host, "etc/app/mime.types", "text/plain txt text\n")
+    write(t.host, "etc/app/sites/new.conf", "added\n")
+    (t.host / "etc/app/conf.d/a.conf").unlink()
+    (t.host / "etc/app/conf.d/main-link").unlink()
+    write(t.host, "etc/app/zz.conf", "last\n")
+
+
+@pytest.mark.parametrize(("where", "n"), [("_write_copy", 4), ("_remove", 3), ("_remove", 4)])
+def test_a_merge_that_fails_halfway_puts_back_what_it_had_merged(
+    t: Trees, monkeypatch: pytest.MonkeyPatch, where: str, n: int
+) -> None:
+    """Files written, directories made and entries removed before the failure are all put back (from the
+    merge's work directory), and the error says so."""
+    changes_everywhere(t)
+    before = [contents(s) for s in all_snapshots(t.sandbox, t.base)]
+    fail_on_call(monkeypatch, where, n)
+    with pytest.raises(SandboxError, match="nothing was changed: the files merged before it were put back"):
+        t.merge()
+    assert [contents(s) for s in all_snapshots(t.sandbox, t.base)] == before
+    assert sorted(os.listdir(t.sandbox.parent)) == ["base", "host", "sandbox"]  # no work directory left
+    monkeypatch.undo()
+    report = t.merge()
+    assert (t.sandbox / "etc/app/zz.conf").read_text() == "last\n" and report.changed
+
+
+def test_an_upgrade_that_fails_puts_back_its_merge_spec_and_units(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = Layout(tmp_path)
+    make_sandbox(tmp_path)
+    write(tmp_path, "etc/app/main.conf", "main = 2\n")
+    before = contents(snapshot(tmp_path))
+
+    def full(*args: object, **kwargs: object) -> object:
+        raise OSError(errno.ENOSPC, "No space left on device", "/etc/systemd/system/sandbox-off.slice")
+
+    monkeypatch.setattr(command, "write_units", full)
+    with pytest.raises(NoSpace) as caught:
+        upgrade(layout, ["off"])
+    assert "the file system is full; nothing was changed" in caught.value.message
+    assert contents(snapshot(tmp_path)) == before  # the merged file, the launcher, no units: as they were
+    monkeypatch.undo()
+    upgrade(layout, ["off"])
+    assert (layout.sandbox_root("off") / "etc/app/main.conf").read_text() == "main = 2\n"
+
+
+def test_a_killed_upgrades_work_directory_is_dropped_by_the_next(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    make_sandbox(tmp_path)
+    work = layout.sandbox_dir("off") / ".upgrade-12345"
+    (work / "3").mkdir(parents=True)
+    write(tmp_path, "etc/app/main.conf", "main = 2\n")
+    upgrade(layout, ["off"])
+    assert not work.exists()
+    assert sorted(p.name for p in layout.sandbox_dir("off").iterdir()) == ["base", "root", "sandbox.yaml"]
 
 
 def test_written_entries_get_the_sandbox_label(t: Trees) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import accounts, control, create, fswalk, hostlimits, identity, specfile, tree
+from .. import accounts, control, create, fswalk, hostlimits, identity, recovery, specfile, tree
 from ..atomic import deferred_sync
 from ..errors import JobFailed, SandboxError
 from ..identity import IdMap
@@ -242,6 +242,7 @@ def _update_one(tx: Transaction, layout: Layout, a: Action) -> SandboxSpec:
             if path.startswith("/etc/"):
                 tree.copy_path(layout.root, layout.base_dir(a.name), path)
     if a.change is not None:
+        recovery.discard_upgrade_work(layout, a.name)  # an upgrade's that was killed
         apply_change(tx, layout, a.change)
     else:
         spec_file = layout.spec_file(a.name)
@@ -294,6 +295,9 @@ def _register(run: _Run) -> None:
         raise
     for tx in run.transactions:
         tx.commit()
+    for name, a in done.items():  # registered: from now on they exist (recovery.py)
+        if a.verb is Verb.CREATE and name in run.specs:
+            recovery.mark_complete(run.layout.sandbox_dir(name))
 
 
 # -- 6. data of pruned sandboxes ------------------------------------------------------------------------

@@ -10,21 +10,25 @@ show what was merged before a restart that may fail.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path, PurePosixPath
 
-from .. import control, render, security, specfile, tree
+from .. import control, locks, recovery, render, security, specfile, tree
+from ..atomic import write_atomic
 from ..create import translate_unit
 from ..discover import host as host_discovery
 from ..discover.unit import with_overrides
-from ..errors import InvalidInput, NotFound, SandboxError
+from ..errors import InvalidInput, NoSpace, NotFound, SandboxError, no_space
 from ..identity import IdMap
 from ..install import Transaction, write_units
+from ..locks import LockPolicy
 from ..paths import UNIT_DIR, Layout, sandbox_root_path, service_unit
 from ..spec import Kind, SandboxSpec, ServiceDef
 from ..systemd import Systemd, systemd_running
+from .journal import MergeJournal, work_dir_for
 from .threeway import MergePlan, MergeReport, apply_merge, plan_merge
 
 RUNNING_STATES = ("active", "activating", "reloading")
@@ -46,6 +50,7 @@ class UpgradeResult:
     online: bool  # systemd was told (reload, restarts); False with --root or where it is not running
     dry_run: bool
     reloaded: bool
+    skipped: tuple[str, ...] = ()  # --all: sandboxes whose create was interrupted (recovery.py)
 
 
 @dataclass(frozen=True)
@@ -68,27 +73,47 @@ def etc_copies(spec: SandboxSpec) -> tuple[str, ...]:
 
 
 def upgrade(
-    layout: Layout, names: Sequence[str], *, all_sandboxes: bool = False, dry_run: bool = False
+    layout: Layout,
+    names: Sequence[str],
+    *,
+    all_sandboxes: bool = False,
+    dry_run: bool = False,
+    lock: LockPolicy | None = None,
 ) -> UpgradeResult:
-    """Merge, save specs, write units, reload once. Nothing is restarted: see restart_running."""
+    """Merge, save specs, write units, reload once, holding the sandboxes' locks (not for --dry-run,
+    which writes nothing). Nothing is restarted: see restart_running. A failure puts back every file,
+    spec and unit written so far, and says so."""
     if all_sandboxes and names:
         raise InvalidInput("give sandbox names or --all, not both")
     if not all_sandboxes and not names:
         raise InvalidInput("no sandbox given", "name the sandboxes to upgrade, or use --all for every one")
     chosen = control.sandbox_names(layout) if all_sandboxes else list(dict.fromkeys(names))
-    specs = [control.load_spec(layout, n) for n in chosen]
-    online = layout.root == Path("/") and systemd_running()
-    sd = Systemd() if online else None
-    try:
-        # everything is read and checked before anything is written
-        planned = [_plan_one(layout, spec, sd) for spec in specs]
-        if dry_run:
-            results = [_result(p, p.merge.report if p.merge else MergeReport(())) for p in planned]
-            return UpgradeResult(tuple(results), online, True, False)
-        return _apply_all(layout, planned, sd)
-    finally:
-        if sd is not None:
-            sd.__exit__(None, None, None)
+    held = contextlib.nullcontext() if dry_run else locks.sandboxes(layout, chosen, policy=lock)
+    with held:
+        if all_sandboxes:  # one deleted while we waited for its lock is no longer there to upgrade
+            chosen = [n for n in control.sandbox_names(layout) if n in chosen]
+        skipped = tuple(n for n in chosen if recovery.is_incomplete(layout, n))
+        if skipped and not all_sandboxes:
+            raise InvalidInput(
+                f"sandbox {skipped[0]!r} is not complete: the run that made it was interrupted",
+                f"finish it with the same create command (or: sandbox-service delete {skipped[0]})",
+            )
+        specs = [control.load_spec(layout, n) for n in chosen if n not in skipped]
+        online = layout.root == Path("/") and systemd_running()
+        sd = Systemd() if online else None
+        try:
+            if not dry_run:
+                for spec in specs:  # left by an upgrade that was killed; what it merged is consistent
+                    recovery.discard_upgrade_work(layout, spec.name)
+            # everything is read and checked before anything is written
+            planned = [_plan_one(layout, spec, sd) for spec in specs]
+            if dry_run:
+                results = [_result(p, p.merge.report if p.merge else MergeReport(())) for p in planned]
+                return UpgradeResult(tuple(results), online, True, False, skipped)
+            return _apply_all(layout, planned, sd, skipped)
+        finally:
+            if sd is not None:
+                sd.__exit__(None, None, None)
 
 
 def _plan_one(layout: Layout, spec: SandboxSpec, sd: Systemd | None) -> Planned:
@@ -185,35 +210,101 @@ def _result(p: Planned, report: MergeReport) -> SandboxUpgrade:
 
 
 def apply_change(tx: Transaction, layout: Layout, p: Planned) -> MergeReport:
-    """Write what plan_change planned for one sandbox (merge, spec, tree files, units); the spec and
-    units are undone by `tx`.  Nothing is told to systemd."""
+    """Write what plan_change planned for one sandbox (merge, spec, tree files, units); all of it is put
+    back by `tx`'s rollback, the merge from its journal's work directory, which `tx`'s commit drops.
+    Nothing is told to systemd."""
     spec = p.spec
     # files first: they are consistent step by step and a rerun finishes them; the spec and the units
-    # follow, and are rolled back if systemd cannot reload
-    report = apply_merge(p.merge, selinux_level=spec.selinux_level) if p.merge else MergeReport(())
+    # follow
+    report = MergeReport(())
+    if p.merge:
+        journal = MergeJournal(work_dir_for(layout.sandbox_dir(spec.name)))
+        tx.on_rollback(functools.partial(_put_back, journal))
+        tx.on_commit(journal.commit)
+        report = apply_merge(p.merge, selinux_level=spec.selinux_level, journal=journal)
     if p.new_spec != spec:
         path = layout.spec_file(spec.name)
         tx.on_rollback(functools.partial(specfile.save, path, spec))
         specfile.save(path, p.new_spec)
     # the launcher and its settings follow the tool's version and the re-read unit
-    tree.write_tree_files(layout.sandbox_root(spec.name), render.tree_files(p.new_spec))
+    _write_tree_files(tx, layout.sandbox_root(spec.name), render.tree_files(p.new_spec))
     if any(_is_unit(u) for u in p.units):
         write_units(tx, layout, p.files, spec.name, replace=True)
     return report
 
 
-def _apply_all(layout: Layout, planned: list[Planned], sd: Systemd | None) -> UpgradeResult:
+def _put_back(journal: MergeJournal) -> None:
+    problems = journal.rollback()
+    if problems:
+        raise SandboxError("; ".join(problems))
+
+
+def _write_tree_files(tx: Transaction, root: Path, files: dict[str, str]) -> None:
+    for path in files:
+        target = tree.inside(root, path)
+        try:
+            old = target.read_bytes()
+        except FileNotFoundError:
+            tx.on_rollback(functools.partial(target.unlink, missing_ok=True))
+        else:
+            tx.on_rollback(functools.partial(write_atomic, target, old))
+    tree.write_tree_files(root, files)
+
+
+def _apply_all(
+    layout: Layout, planned: list[Planned], sd: Systemd | None, skipped: tuple[str, ...]
+) -> UpgradeResult:
     reports = []
-    with Transaction() as tx:
+    tx = Transaction()
+    reloading = False
+    if sd is not None:
+        # last to run on a rollback, once the old units are back: systemd reads them again
+        tx.on_rollback(lambda: sd.reload() if reloading else None)
+    try:
         for p in planned:
             reports.append(apply_change(tx, layout, p))
         reloaded = False
-        if sd is not None and any(_is_unit(u) for p in planned for u in p.units):
+        # a unit file changed, or one an upgrade that was killed wrote before it could reload
+        if sd is not None and (
+            any(_is_unit(u) for p in planned for u in p.units) or sd.stale_units(_unit_names(planned))
+        ):
+            reloading = True
             sd.reload()
             reloaded = True
-        tx.commit()
+    except BaseException as exc:
+        problems = tx.rollback()
+        if isinstance(exc, (SandboxError, OSError)):
+            raise _failed(exc, [p.spec.name for p in planned], problems, layout) from exc
+        raise
+    tx.commit()
     results = [_result(p, r) for p, r in zip(planned, reports, strict=True)]
-    return UpgradeResult(tuple(results), sd is not None, False, reloaded)
+    return UpgradeResult(tuple(results), sd is not None, False, reloaded, skipped)
+
+
+def _unit_names(planned: list[Planned]) -> list[str]:
+    return [path.name for p in planned for path in p.files if path.name not in render.STATIC_UNITS]
+
+
+def _failed(
+    exc: SandboxError | OSError, names: list[str], problems: list[str], layout: Layout
+) -> SandboxError:
+    """The error of an upgrade that was put back: what stopped it, and that (or what not) was undone."""
+    which = ", ".join(names)
+    if problems:
+        after = f"; putting back what was written failed too: {'; '.join(problems)}"
+    else:
+        after = f"; nothing was changed: the /etc, spec and units of {which} are as they were"
+    detail = exc.message if isinstance(exc, SandboxError) else f"{exc.filename}: {exc.strerror}"
+    if no_space(exc) is not None:
+        return NoSpace(
+            f"upgrade of {which} stopped: {detail}: the file system is full{after}",
+            f"free space (df -h {layout.sandbox_base}), then run the upgrade again",
+        )
+    if isinstance(exc, SandboxError):
+        return type(exc)(f"upgrade of {which} stopped: {detail}{after}", exc.hint)
+    return SandboxError(
+        f"upgrade of {which} stopped: {detail}{after}", "fix the cause and run the upgrade again"
+    )
 
 
 def restart_running(layout: Layout, result: UpgradeResult) -> tuple[str, ...]:

@@ -43,6 +43,7 @@ from ..fswalk.fds import GONE as _MISSING
 from ..fswalk.fds import READ_FLAGS as _READ_FLAGS
 from ..identity import IdMap
 from ..spec import never_copied
+from .journal import MergeJournal, work_dir_for
 
 HOSTNEW_SUFFIX = ".hostnew"
 
@@ -382,10 +383,6 @@ def _plan(
 # -- applying --------------------------------------------------------------------------------------------
 
 
-def _tmp_name() -> str:
-    return f".sandbox-service-upgrade-{os.getpid()}"
-
-
 def _discard(parent_fd: int, name: str) -> None:
     st = _lstat(parent_fd, name)
     if st is None:
@@ -411,172 +408,229 @@ def _owned(st: os.stat_result, owners: fswalk.OwnerMap | None) -> tuple[int, int
     return (st.st_uid, st.st_gid) if owners is None else owners(st.st_uid, st.st_gid)
 
 
+@dataclass(frozen=True)
+class _Target:
+    """Where a step writes: the entry `rel` of the tree `root`, reached as `name` in `fd`."""
+
+    root: Path
+    rel: str
+    fd: int
+    name: str
+    ours: bool  # the base (ours: anything in the way is replaced) or the sandbox's tree (not trusted)
+
+
 def _put(
     src_fd: int,
     name: str,
-    dst_fd: int,
-    dst_name: str,
+    dst: _Target,
+    journal: MergeJournal,
     *,
-    ours: bool,
     level: str | None,
     owners: fswalk.OwnerMap | None = None,
 ) -> bool:
-    """Make dst_fd/dst_name a copy of src_fd/name (file, link, or a directory's owner and mode only).
+    """Make the target a copy of src_fd/name (file, link, or a directory's owner and mode only).
 
-    A file or link is written under a temporary name and renamed into place. In a tree that is not ours
-    (the sandbox's) a directory in the way is left alone and False returned; in ours it is replaced."""
+    A file or link is written in the journal's work directory and renamed into place; what it replaces
+    is kept there. In a tree that is not ours (the sandbox's) a directory in the way is left alone and
+    False returned; in ours it is set aside."""
     src = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
-    existing = _lstat(dst_fd, dst_name)
+    existing = _lstat(dst.fd, dst.name)
     if stat.S_ISDIR(src.st_mode):
         created = existing is None or not stat.S_ISDIR(existing.st_mode)
         if created:
             if existing is not None:
-                os.unlink(dst_name, dir_fd=dst_fd)
-            os.mkdir(dst_name, 0o700, dir_fd=dst_fd)
-        fd = _open_dir_at(dst_fd, dst_name)
+                journal.set_aside(dst.root, dst.rel, dst.fd, dst.name)
+            os.mkdir(dst.name, 0o700, dir_fd=dst.fd)
+            journal.created(dst.root, dst.rel)
+        fd = _open_dir_at(dst.fd, dst.name)
         if fd is None:
-            raise SandboxError(f"{dst_name} changed while it was being written")
+            raise SandboxError(f"{dst.name} changed while it was being written")
         try:
+            if not created:
+                journal.meta_changes(dst.root, dst.rel, os.fstat(fd))
             _set_meta(fd, src, owners)
         finally:
             os.close(fd)
         if created:
-            _label(dst_fd, dst_name, level)
+            _label(dst.fd, dst.name, level)
         return True
     if existing is not None and stat.S_ISDIR(existing.st_mode):
-        if not ours:
+        if not dst.ours:
             return False
-        fswalk.remove_at(dst_fd, dst_name)
-    tmp = _tmp_name()
-    _discard(dst_fd, tmp)
-    if stat.S_ISLNK(src.st_mode):
-        os.symlink(os.readlink(name, dir_fd=src_fd), tmp, dir_fd=dst_fd)
-        os.chown(tmp, *_owned(src, owners), dir_fd=dst_fd, follow_symlinks=False)
-        os.utime(tmp, ns=(src.st_atime_ns, src.st_mtime_ns), dir_fd=dst_fd, follow_symlinks=False)
-    else:
-        in_fd = os.open(name, _READ_FLAGS, dir_fd=src_fd)
-        try:
-            src = os.fstat(in_fd)
-            if not stat.S_ISREG(src.st_mode):
-                raise SandboxError(f"{name} changed while it was being copied")
-            out_fd = os.open(tmp, _CREATE_FLAGS, 0o600, dir_fd=dst_fd)
-            try:
-                while chunk := os.read(in_fd, 1 << 20):
-                    os.write(out_fd, chunk)
-                _set_meta(out_fd, src, owners)
-                os.fsync(out_fd)
-            finally:
-                os.close(out_fd)
-        finally:
-            os.close(in_fd)
+        journal.set_aside(dst.root, dst.rel, dst.fd, dst.name)
+        existing = None
+    tmp = journal.new_name()
+    work = journal.fd
     try:
-        _label(dst_fd, tmp, level)
-        os.rename(tmp, dst_name, src_dir_fd=dst_fd, dst_dir_fd=dst_fd)
+        if stat.S_ISLNK(src.st_mode):
+            os.symlink(os.readlink(name, dir_fd=src_fd), tmp, dir_fd=work)
+            os.chown(tmp, *_owned(src, owners), dir_fd=work, follow_symlinks=False)
+            os.utime(tmp, ns=(src.st_atime_ns, src.st_mtime_ns), dir_fd=work, follow_symlinks=False)
+        else:
+            _write_copy(src_fd, name, work, tmp, owners)
+        _label(work, tmp, level)
     except BaseException:
-        _discard(dst_fd, tmp)
+        _discard(work, tmp)  # its space is free again at once
         raise
+    if existing is not None:
+        journal.keep_old(dst.root, dst.rel, dst.fd, dst.name)
+    os.rename(tmp, dst.name, src_dir_fd=work, dst_dir_fd=dst.fd)
+    if existing is None:
+        journal.created(dst.root, dst.rel)
     return True
 
 
-def _remove(parent_fd: int, name: str, *, ours: bool) -> bool:
-    """Remove an entry; in a tree that is not ours only an empty directory (False when not empty)."""
-    st = _lstat(parent_fd, name)
+def _write_copy(src_fd: int, name: str, dst_fd: int, dst_name: str, owners: fswalk.OwnerMap | None) -> None:
+    in_fd = os.open(name, _READ_FLAGS, dir_fd=src_fd)
+    try:
+        src = os.fstat(in_fd)
+        if not stat.S_ISREG(src.st_mode):
+            raise SandboxError(f"{name} changed while it was being copied")
+        out_fd = os.open(dst_name, _CREATE_FLAGS, 0o600, dir_fd=dst_fd)
+        try:
+            while chunk := os.read(in_fd, 1 << 20):
+                os.write(out_fd, chunk)
+            _set_meta(out_fd, src, owners)
+            os.fsync(out_fd)
+        finally:
+            os.close(out_fd)
+    finally:
+        os.close(in_fd)
+
+
+def _remove(dst: _Target, journal: MergeJournal, level: str | None) -> bool:
+    """Remove an entry (it goes to the work directory); in a tree that is not ours only an empty
+    directory (False when not empty)."""
+    st = _lstat(dst.fd, dst.name)
     if st is None:
         return True
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(name, dir_fd=parent_fd)
-    elif ours:
-        fswalk.remove_at(parent_fd, name)
-    else:
-        try:
-            os.rmdir(name, dir_fd=parent_fd)
-        except OSError as exc:
-            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                return False
-            raise
+    if not stat.S_ISDIR(st.st_mode) or dst.ours:
+        journal.set_aside(dst.root, dst.rel, dst.fd, dst.name)
+        return True
+    try:
+        os.rmdir(dst.name, dir_fd=dst.fd)  # emptiness checked by the kernel: nothing the sandbox adds is lost
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            return False
+        raise
+    journal.removed_dir(dst.root, dst.rel, st, level)
     return True
 
 
-def _parent_fd(root: Path, rel: str, *, create: bool) -> int | None:
+def _parent_fd(root: Path, rel: str, journal: MergeJournal | None) -> int | None:
+    """The directory that holds `rel`; with a journal (the base, ours) made where missing."""
     parts = rel.split("/")[:-1]
-    if not create:
+    if journal is None:
         return _open_dir(root, parts)
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not root.is_dir():
+        root.mkdir(mode=0o700)
+        journal.created(root, "")
     fd = os.open(root, _DIR_FLAGS)
-    for part in parts:
+    for i, part in enumerate(parts):
         sub = _open_dir_at(fd, part)
         if sub is None:
-            _discard(fd, part)
+            here = "/".join(parts[: i + 1])
+            if _lstat(fd, part) is not None:
+                journal.set_aside(root, here, fd, part)
             os.mkdir(part, 0o755, dir_fd=fd)
+            journal.created(root, here)
             sub = os.open(part, _DIR_FLAGS, dir_fd=fd)
         os.close(fd)
         fd = sub
     return fd
 
 
-def apply_merge(plan: MergePlan, *, selinux_level: str | None = None) -> MergeReport:
+def apply_merge(
+    plan: MergePlan, *, selinux_level: str | None = None, journal: MergeJournal | None = None
+) -> MergeReport:
     """Carry out a plan: sandbox first, then base, for each path (so a rerun finishes an interrupted one).
-    Writes and directory creations go parents first, removals children first."""
+    Writes and directory creations go parents first, removals children first.
+
+    Every change is recorded in `journal` (the caller commits or rolls back, with its other changes);
+    without one, the merge keeps its own, in a work directory beside the sandbox's tree, and a failure
+    puts everything back before the error is raised."""
+    own = journal is None
+    j = journal or MergeJournal(work_dir_for(plan.sandbox.parent))
     actions = dict(plan.report.entries)
-    for step in plan.steps:
-        if step.host is not None:
-            _apply_step(plan, step, actions, selinux_level)
-    for step in reversed(plan.steps):
-        if step.host is None:
-            _apply_step(plan, step, actions, selinux_level)
+    try:
+        for step in plan.steps:
+            if step.host is not None:
+                _apply_step(plan, step, actions, selinux_level, j)
+        for step in reversed(plan.steps):
+            if step.host is None:
+                _apply_step(plan, step, actions, selinux_level, j)
+    except BaseException as exc:
+        if own:
+            problems = j.rollback()
+            if isinstance(exc, SandboxError):
+                raise SandboxError(exc.message + undone_text(problems), exc.hint) from exc
+        raise
+    if own:
+        j.commit()
     entries = tuple((p, actions[p]) for p, _ in plan.report.entries)
     return replace(plan.report, entries=entries)
 
 
-def _apply_step(plan: MergePlan, step: _Step, actions: dict[str, Action], level: str | None) -> None:
+def undone_text(problems: Sequence[str]) -> str:
+    """How a failed merge ended, for its error message."""
+    if not problems:
+        return "; nothing was changed: the files merged before it were put back"
+    return "; putting back the files merged before it failed too: " + "; ".join(problems)
+
+
+def _apply_step(
+    plan: MergePlan, step: _Step, actions: dict[str, Action], level: str | None, journal: MergeJournal
+) -> None:
     path = "/" + step.rel
     name = step.rel.rpartition("/")[2]
     try:
         if step.op is not _Op.BASE:
             ok = False
-            pfd = _parent_fd(plan.sandbox, step.rel, create=False)
+            pfd = _parent_fd(plan.sandbox, step.rel, None)
             if pfd is not None:
                 try:
-                    ok = _sandbox_step(plan, step, pfd, name, level)
+                    target = _Target(plan.sandbox, step.rel, pfd, name, False)
+                    ok = _sandbox_step(plan, step, target, level, journal)
                 finally:
                     os.close(pfd)
             if not ok:
                 actions[path] = Action.KEPT
-        bfd = _parent_fd(plan.base, step.rel, create=step.host is not None)
+        bfd = _parent_fd(plan.base, step.rel, journal if step.host is not None else None)
         if bfd is None:
             return  # nothing to remove: a directory above it went already
         try:
+            base = _Target(plan.base, step.rel, bfd, name, True)
             if step.host is None:
-                _remove(bfd, name, ours=True)
+                _remove(base, journal, None)
             else:
-                hfd = _parent_fd(plan.host, step.rel, create=False)
+                hfd = _parent_fd(plan.host, step.rel, None)
                 if hfd is None:
                     raise FileNotFoundError(errno.ENOENT, "no such directory on the host", path)
                 try:
-                    _put(hfd, name, bfd, name, ours=True, level=level)
+                    _put(hfd, name, base, journal, level=level)
                 finally:
                     os.close(hfd)
         finally:
             os.close(bfd)
     except OSError as exc:
-        raise SandboxError(
-            f"cannot merge {path} into {plan.sandbox}: {exc.strerror or exc}",
-            "what was merged so far is consistent: fix the cause and run upgrade again to finish",
-        ) from exc
+        raise SandboxError(f"cannot merge {path} into {plan.sandbox}: {exc.strerror or exc}") from exc
 
 
-def _sandbox_step(plan: MergePlan, step: _Step, pfd: int, name: str, level: str | None) -> bool:
-    if step.op is _Op.TAKE and _node_at(pfd, name, plan.ids) != step.before:
+def _sandbox_step(
+    plan: MergePlan, step: _Step, dst: _Target, level: str | None, journal: MergeJournal
+) -> bool:
+    if step.op is _Op.TAKE and _node_at(dst.fd, dst.name, plan.ids) != step.before:
         return False  # the sandbox changed it since the plan was made: keep the sandbox's
     if step.host is None:
-        return _remove(pfd, name, ours=False)
-    hfd = _parent_fd(plan.host, step.rel, create=False)
+        return _remove(dst, journal, level)
+    hfd = _parent_fd(plan.host, step.rel, None)
     if hfd is None:
         raise FileNotFoundError(errno.ENOENT, "no such directory on the host", "/" + step.rel)
     try:
-        target = name + HOSTNEW_SUFFIX if step.op is _Op.HOSTNEW else name
+        if step.op is _Op.HOSTNEW:
+            dst = replace(dst, rel=dst.rel + HOSTNEW_SUFFIX, name=dst.name + HOSTNEW_SUFFIX)
         owners = plan.ids.shift() if plan.ids else None
-        return _put(hfd, name, pfd, target, ours=False, level=level, owners=owners)
+        return _put(hfd, step.rel.rpartition("/")[2], dst, journal, level=level, owners=owners)
     finally:
         os.close(hfd)
 
