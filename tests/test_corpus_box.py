@@ -2,7 +2,8 @@
 
 For each unit of the corpus (tests/corpus.py): first the *host* unit must start in the box and answer its
 own probe (a service whose host unit fails here says nothing about the tool: it is skipped, reported,
-not counted); then `create` makes its sandbox with no hints, plain `systemctl start` starts it, and the
+not counted); then `create` makes its sandbox with no hints (every setting of the host unit has a fate
+and what is carried arrives, tests/unitprops.py), plain `systemctl start` starts it, and the
 sandbox must answer the same probe inside its own network namespace.  Syslog the host unit wrote must
 reach the journal from the sandbox too (`sandbox-service logs` reads it).  Each unit is stopped
 afterwards, with whatever it pulled in, and its sandbox deleted.  None of them may start when the box
@@ -32,6 +33,7 @@ from tests.corpusrun import (
     stop_with_companions,
 )
 from tests.sandboxcli import BASE, UNIT_DIR, cli
+from tests.unitprops import lost_properties
 
 pytestmark = [pytest.mark.box, pytest.mark.systemd("252")]
 
@@ -177,7 +179,9 @@ def test_service_serves_from_its_sandbox(box: SystemdBox, cleanup: list[str], se
         pytest.skip(f"the host unit fails in this box, so its sandbox is not counted:\n{why}")
     name = f"c{service.name}"[:30]
     cleanup.append(name)
-    cli(box, "create", name, "--unit", service.unit)
+    _rc, out, _err = cli(box, "create", name, "--unit", service.unit)
+    lost = lost_properties(box, service.unit, f"sandbox-{name}.service", out)
+    assert lost == [], f"{service.unit} loses settings in its sandbox:\n" + "\n".join(lost)
     answered, syslog, why = _attempt(box, f"sandbox-{name}.service", service)
     assert answered, why
     if host_syslog:

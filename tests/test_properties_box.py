@@ -2,38 +2,21 @@
 the defaults, has a fate (discover/properties.py), and what is carried has the same value in the
 sandbox's unit, as systemd itself reports it.
 
-Runs over every unit of the service corpus installed on the machine (tests/corpus.py when present),
-nginx and apache2, on both systemds.
+Here for nginx and apache2 on both systemds; tests/test_corpus_box.py checks the same for every unit
+of the service corpus (tests/unitprops.py).
 """
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from sandbox_service.discover.properties import Fate, fate
 from tests.box import SystemdBox
 from tests.sandboxcli import cli
+from tests.unitprops import lost_properties
 
 pytestmark = pytest.mark.box
 
 UNITS = ("nginx.service", "apache2.service")
-
-# Asked in the box, with the tool's own D-Bus code: every property of the unit, of a unit that sets
-# nothing, and (when given) of its sandbox.
-DUMP = """
-import json, sys
-from sandbox_service.systemd import Systemd
-with Systemd() as sd:
-    out = {name: [list(p) for p in sd.unit_properties(name).items] for name in sys.argv[1:]}
-print(json.dumps(out))
-"""
-
-
-def properties(box: SystemdBox, *units: str) -> dict[str, dict[str, object]]:
-    out = box.run([*box.python_argv, "-c", DUMP, *units]).stdout
-    return {unit: {k: v for k, v in items} for unit, items in json.loads(out).items()}
 
 
 def installed(box: SystemdBox, unit: str) -> bool:
@@ -49,23 +32,8 @@ def test_every_set_property_has_a_fate_and_carried_ones_arrive(
     name = "prop" + unit.split(".")[0].replace("@", "")[:20]
     cleanup.append(name)
     _rc, out, _err = cli(box, "create", name, "--unit", unit)
-    got = properties(box, unit, "sandbox-service-defaults-probe.service", f"sandbox-{name}.service")
-    props, defaults, sandbox = (
-        got[unit],
-        got["sandbox-service-defaults-probe.service"],
-        got[f"sandbox-{name}.service"],
-    )
-    unknown = sorted(p for p, v in props.items() if v != defaults.get(p) and fate(p) is None)
-    assert unknown == [], f"properties without a fate: {unknown}"
-    for prop, value in props.items():
-        if value == defaults.get(prop):
-            continue
-        if fate(prop) is Fate.CARRIED:
-            assert sandbox.get(prop) == value, (
-                f"{prop}: {value!r} on the host, {sandbox.get(prop)!r} in the sandbox"
-            )
-        elif fate(prop) is Fate.DROPPED:
-            assert f"{prop} not carried over" in out, f"{prop} dropped without a note"
+    lost = lost_properties(box, unit, f"sandbox-{name}.service", out)
+    assert lost == [], "\n".join(lost)
 
 
 ACCESS_UNIT = """[Service]
