@@ -468,7 +468,7 @@ def status_cmd(
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """State, main PID, memory, tasks, slice and paths of a sandbox (and with --exposure its score)."""
+    """State, main PID, memory, tasks, slice, isolation and paths of a sandbox (--exposure: its score)."""
     from .views import status
 
     st = status(_layout(), name, with_exposure=exposure)
@@ -487,6 +487,7 @@ def status_cmd(
         ("IPC", "private" if st.private_ipc else "the host's (profile sets PrivateIPC=no)"),
         ("SELinux", st.selinux_context or "not labelled"),
         ("Profile", st.profile),
+        ("Isolation", st.isolation_detail),
     ]
     if st.exposure is not None:
         rows.append(("Exposure", f"{st.exposure} (systemd-analyze security)"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import fswalk, index, locks, recovery, render, selinux, specfile, tree
+from . import fswalk, index, isolation, locks, recovery, render, selinux, specfile, tree
 from .control import load_spec
 from .create import publish_checked, take_id_range
 from .errors import InvalidInput, SandboxError
@@ -75,6 +75,11 @@ def _clone(layout: Layout, src: str, dest: str, sd: Systemd | None) -> Cloned:
             spec = replace(spec, id_base=take_id_range(tx, layout, dest))
             assert spec.id_base is not None
             owners = IdMap(spec.id_base).rebase_from(IdMap(source.id_base))
+        elif isolation.model(source) is isolation.Model.BEFORE_RANGES:
+            # Owned by host IDs, as create copied them then: the clone moves into a range of its own.
+            spec = replace(spec, id_base=take_id_range(tx, layout, dest))
+            assert spec.id_base is not None
+            owners = IdMap(spec.id_base).shift()
         staging = stage_dir(tx, layout, dest)
         src_dir = layout.sandbox_dir(src)
         copied = fswalk.CopyReport()

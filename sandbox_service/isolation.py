@@ -12,13 +12,14 @@ Pure: spec in, values out (render.py puts them into the unit).
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass
 
 from . import security
 from .identity import account_name
 from .network.model import NetworkMode
-from .spec import Directive, ExecCommand, ExecFlag, Kind, SandboxSpec, ServiceType
+from .spec import ID_RANGE_SIZE, Directive, ExecCommand, ExecFlag, Kind, SandboxSpec, ServiceType
 
 PYTHON = "/usr/bin/python3"
 LAUNCHER_DIR = "/.sandbox-service"  # inside the sandbox; owned by host root, the sandbox cannot write it
@@ -57,6 +58,39 @@ _DIRECTORY_KINDS = (
 
 def uses_user_namespace(spec: SandboxSpec) -> bool:
     return spec.id_base is not None and spec.kind is not Kind.CHROOT
+
+
+class Model(enum.Enum):
+    """What a sandbox's root is on the host."""
+
+    USER_NAMESPACE = "user-namespace"  # an unprivileged ID of the sandbox's own range
+    HOST_ROOT = "host-root"  # the host's root: --no-user-namespace, or a chroot sandbox
+    BEFORE_RANGES = "host-root-before-ranges"  # made by a release without ID ranges; clone moves it
+
+
+def model(spec: SandboxSpec) -> Model:
+    """The spec's isolation model.  A spec that asks for a user namespace but has no ID range was
+    written before ranges existed (create always gives one): it still runs as the host's root."""
+    if uses_user_namespace(spec):
+        return Model.USER_NAMESPACE
+    if spec.security.user_namespace and spec.kind is not Kind.CHROOT:
+        return Model.BEFORE_RANGES
+    return Model.HOST_ROOT
+
+
+def describe(spec: SandboxSpec) -> str:
+    """One line for `status`."""
+    kind = model(spec)
+    if kind is Model.USER_NAMESPACE:
+        assert spec.id_base is not None
+        return f"own user namespace (host IDs {spec.id_base}-{spec.id_base + ID_RANGE_SIZE - 1})"
+    if kind is Model.BEFORE_RANGES:
+        return (
+            "none: its root is the host's root (made before ID ranges; "
+            f"`sandbox-service clone {spec.name} NEW` makes a copy with its own user namespace)"
+        )
+    why = "a chroot sandbox" if spec.kind is Kind.CHROOT else "--no-user-namespace"
+    return f"none: its root is the host's root ({why})"
 
 
 def private_network(spec: SandboxSpec) -> bool:

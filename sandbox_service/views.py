@@ -39,6 +39,8 @@ class SandboxStatus:
     selinux_context: str | None
     profile: str
     private_ipc: bool
+    isolation: str  # isolation.Model's value: what the sandbox's root is on the host
+    isolation_detail: str
     exposure: float | None  # systemd-analyze security's score (0 tight, 10 exposed); None: not asked for
     diagnosis: Diagnosis | None = None  # why it failed or died, when it did (diagnose.py)
 
@@ -53,6 +55,7 @@ class ListEntry:
 
 
 def status(layout: Layout, name: str, *, with_exposure: bool = False) -> SandboxStatus:
+    from . import isolation
     from .control import load_spec
     from .network.model import describe as describe_network
     from .spec import Kind
@@ -93,6 +96,8 @@ def status(layout: Layout, name: str, *, with_exposure: bool = False) -> Sandbox
         selinux_context=context,
         profile=spec.security.profile,
         private_ipc=spec.security.private_ipc,
+        isolation=isolation.model(spec).value,
+        isolation_detail=isolation.describe(spec),
         exposure=score,
         diagnosis=_failure(layout, st.name)
         if st.active_state == "failed" or st.result not in ("success", "")

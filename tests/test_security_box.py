@@ -189,3 +189,31 @@ def test_private_users_flag_without_user_namespace(box: SystemdBox) -> None:
         assert box.run(["cat", f"/proc/{pid}/uid_map"]).stdout.split()[:3] == ["0", "0", "1"]
     finally:
         cli(box, "delete", "plainns")
+
+
+def test_a_sandbox_made_before_id_ranges_says_so_and_its_clone_gets_a_range(box: SystemdBox) -> None:
+    """The first release wrote specs with neither ``user_namespace`` nor ``id_base``: such a sandbox runs
+    as the host's root, `status` says so and how to move it, and `clone` gives the copy a range of its own
+    with every file moved into it."""
+    cli(box, "create", "legacy", "--no-user-namespace", "--", "/usr/bin/sleep", "300")
+    try:
+        spec = f"{BASE}/legacy/sandbox.yaml"
+        text = box.run(["cat", spec]).stdout
+        box.write_file(spec, "".join(ln for ln in text.splitlines(True) if "user_namespace" not in ln))
+        old = json.loads(cli(box, "status", "legacy", "--json")[1])
+        assert old["isolation"] == "host-root-before-ranges", old
+        assert "sandbox-service clone legacy NEW" in cli(box, "status", "legacy")[1]
+        assert box.run(["stat", "-c", "%u", f"{BASE}/legacy/root/etc/passwd"]).stdout.strip() == "0"
+
+        cli(box, "clone", "legacy", "moved")
+        cli(box, "start", "moved")
+        new = json.loads(cli(box, "status", "moved", "--json")[1])
+        assert new["isolation"] == "user-namespace", new
+        base = int(new["isolation_detail"].split("host IDs ")[1].split("-")[0])
+        owner = box.run(["stat", "-c", "%u", f"{BASE}/moved/root/etc/passwd"]).stdout.strip()
+        assert owner == str(base)
+        pid = show(box, "sandbox-moved.service", "MainPID")
+        assert f"Uid:\t{base}\t" in box.run(["cat", f"/proc/{pid}/status"]).stdout
+        assert box.run(["cat", f"/proc/{pid}/uid_map"]).stdout.split()[:3] == ["0", str(base), "65536"]
+    finally:
+        cli(box, "delete", "legacy", "moved", check=False)
