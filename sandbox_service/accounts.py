@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import pid_alive
 from .errors import AlreadyExists, SandboxError
 
 FILES = ("passwd", "group", "shadow", "gshadow")
@@ -38,14 +39,6 @@ class Account:
     comment: str
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _lock_file(path: Path, deadline: float) -> Path:
@@ -64,7 +57,7 @@ def _lock_file(path: Path, deadline: float) -> Path:
                     holder = int(lock.read_text().strip() or 0)
                 except (OSError, ValueError):
                     holder = 0
-                if holder and not _pid_alive(holder):
+                if holder and not pid_alive(holder):
                     with contextlib.suppress(FileNotFoundError):
                         lock.unlink()
                     continue

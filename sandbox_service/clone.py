@@ -14,9 +14,9 @@ from pathlib import Path
 from . import fswalk, index, isolation, locks, recovery, render, selinux, specfile, tree
 from .control import load_spec
 from .create import publish_checked, take_id_range
-from .errors import InvalidInput, SandboxError
+from .errors import InvalidInput
 from .identity import IdMap
-from .install import Transaction, full_disk_error, refuse_existing, stage_dir, write_units
+from .install import Transaction, explaining_full_disk, refuse_existing, stage_dir, write_units
 from .locks import LockPolicy
 from .network import checks as network_checks
 from .paths import BASE_DIR_NAME, Layout
@@ -38,12 +38,8 @@ def clone(layout: Layout, src: str, dest: str, lock: LockPolicy | None = None) -
         online = layout.root == Path("/") and systemd_running()
         sd = Systemd() if online else None
         try:
-            return _clone(layout, src, dest, sd)
-        except (SandboxError, OSError) as exc:
-            full = full_disk_error(exc, layout, dest)
-            if full is None:
-                raise
-            raise full from exc
+            with explaining_full_disk(layout, dest):
+                return _clone(layout, src, dest, sd)
         finally:
             if sd is not None:
                 sd.__exit__(None, None, None)

@@ -25,7 +25,6 @@ from .errors import (
     DiscoveryFailed,
     InvalidInput,
     NotFound,
-    SandboxError,
     SystemdUnavailable,
     TooExposed,
 )
@@ -34,7 +33,7 @@ from .identity import IdMap
 from .install import (
     Transaction,
     enable_offline,
-    full_disk_error,
+    explaining_full_disk,
     publish_dir,
     refuse_existing,
     stage_dir,
@@ -289,25 +288,21 @@ def create(req: CreateRequest, layout: Layout, lock: LockPolicy | None = None) -
     with locks.sandboxes(layout, [name], policy=lock):
         sd = Systemd() if online else None
         try:
-            if recovery.is_complete(layout, name):
-                if req.exist_ok:
-                    return _finish_existing(req, layout, sd)
-                refuse_existing(layout, name)
-            notes = []
-            traces = recovery.find_traces(layout, name)
-            if not traces.empty:
-                recovery.remove_traces(layout, [traces], sd)
-                notes.append("removed what an interrupted run had left: " + "; ".join(traces.describe()))
-            p = plan(req, layout, sd)
-            if req.now and sd is not None:
-                check_room(sd, [p.spec])  # before anything is made: refused, the sandbox is not half made
-            created = _apply(p, req, layout, sd)
-            return replace(created, notes=(*notes, *created.notes))
-        except (SandboxError, OSError) as exc:
-            full = full_disk_error(exc, layout, name)
-            if full is None:
-                raise
-            raise full from exc
+            with explaining_full_disk(layout, name):
+                if recovery.is_complete(layout, name):
+                    if req.exist_ok:
+                        return _finish_existing(req, layout, sd)
+                    refuse_existing(layout, name)
+                notes = []
+                traces = recovery.find_traces(layout, name)
+                if not traces.empty:
+                    recovery.remove_traces(layout, [traces], sd)
+                    notes.append("removed what an interrupted run had left: " + "; ".join(traces.describe()))
+                p = plan(req, layout, sd)
+                if req.now and sd is not None:
+                    check_room(sd, [p.spec])  # before anything is made: refused, the sandbox is not half made
+                created = _apply(p, req, layout, sd)
+                return replace(created, notes=(*notes, *created.notes))
         finally:
             if sd is not None:
                 sd.__exit__(None, None, None)

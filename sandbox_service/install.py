@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 
 from .atomic import fsync_dir, write_atomic
@@ -91,6 +91,19 @@ def full_disk_error(exc: BaseException, layout: Layout, name: str) -> NoSpace | 
         f"{detail}: the file system is full; nothing of sandbox {name!r} was kept",
         f"free space on the file system of {where} (df -h {where}), then run the command again",
     )
+
+
+@contextlib.contextmanager
+def explaining_full_disk(layout: Layout, name: str) -> Iterator[None]:
+    """Around a create or clone of sandbox `name`: a run that a full file system stopped raises
+    full_disk_error's NoSpace instead."""
+    try:
+        yield
+    except (SandboxError, OSError) as exc:
+        full = full_disk_error(exc, layout, name)
+        if full is None:
+            raise
+        raise full from exc
 
 
 def is_ours(path: Path, name: str | None = None) -> bool:

@@ -10,7 +10,7 @@ equal to the files on disk.  The sweep on systemd 252 kills every boundary (see 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -94,18 +94,10 @@ def sweep(points: Sequence[Step], one: Callable[[int, Step], None], reset: Calla
                 raise AssertionError(f"killed at {step} (point {i + 1} of {len(points)}): {exc}") from exc
 
 
-@pytest.fixture()
-def gone(box: SystemdBox) -> Iterator[list[str]]:
-    names: list[str] = []
-    yield names
-    for n in names:
-        box.run(tool(box, "delete", n), check=False)
-
-
 def test_a_killed_create_is_finished_by_exist_ok_or_removed_by_delete(
-    box: SystemdBox, gone: list[str]
+    box: SystemdBox, cleanup: list[str]
 ) -> None:
-    gone.append(NAME)
+    cleanup.append(NAME)
     warm_up(box)
     steps = faults.record(box, *CREATE)
     complete = state(box, [NAME], SKIP)
@@ -126,8 +118,8 @@ def test_a_killed_create_is_finished_by_exist_ok_or_removed_by_delete(
     sweep(chosen(box, steps), one, lambda: delete_left(box, NAME))
 
 
-def test_a_killed_delete_is_finished_by_delete(box: SystemdBox, gone: list[str]) -> None:
-    gone.append(NAME)
+def test_a_killed_delete_is_finished_by_delete(box: SystemdBox, cleanup: list[str]) -> None:
+    cleanup.append(NAME)
     warm_up(box)
     clean = state(box, [NAME], SKIP)
     ok(box, *CREATE)
@@ -144,10 +136,10 @@ def test_a_killed_delete_is_finished_by_delete(box: SystemdBox, gone: list[str])
 
 
 def test_a_killed_clone_is_removed_by_delete_or_made_by_cloning_again(
-    box: SystemdBox, gone: list[str]
+    box: SystemdBox, cleanup: list[str]
 ) -> None:
     src, dest = "crash-src", "crash-dst"
-    gone += [dest, src]
+    cleanup += [dest, src]
     ok(box, "create", src, "--selinux", "enabled", "--", "/usr/bin/sleep", "300")
     clean = state(box, [src, dest])
     steps = faults.record(box, "clone", src, dest)
@@ -201,9 +193,9 @@ def _upgrade_setup(box: SystemdBox) -> None:
     box.run(["sh", "-c", HOST_CHANGES])
 
 
-def test_a_killed_upgrade_is_finished_by_running_it_again(box: SystemdBox, gone: list[str]) -> None:
+def test_a_killed_upgrade_is_finished_by_running_it_again(box: SystemdBox, cleanup: list[str]) -> None:
     """And until then each merged file is the old version or the new one, never half of either."""
-    gone.append(UPG)
+    cleanup.append(UPG)
     box.run(["cp", "-a", "/etc/nginx", ORIGINAL])
     try:
         _upgrade_setup(box)
@@ -241,11 +233,11 @@ def _each_file_old_or_new(
             assert path in tree, f"kill at {step}: {path}, which no upgrade changes, is gone"
 
 
-def test_apply_makes_anew_a_sandbox_whose_create_was_killed(box: SystemdBox, gone: list[str]) -> None:
+def test_apply_makes_anew_a_sandbox_whose_create_was_killed(box: SystemdBox, cleanup: list[str]) -> None:
     """apply, holding the lock of every sandbox, clears what a killed create left of a sandbox it lists
     and makes it; what apply made is complete (no mark of an unfinished run left in it)."""
     name = "crash-apply"
-    gone.append(name)
+    cleanup.append(name)
     create = ("create", name, "--", "/usr/bin/sleep", "infinity")
     steps = faults.record(box, *create)
     ok(box, "delete", name)

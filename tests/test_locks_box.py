@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -102,16 +101,8 @@ class HeldUp:
         return self.proc.returncode, out, err
 
 
-@pytest.fixture()
-def gone(box: SystemdBox) -> Iterator[list[str]]:
-    names: list[str] = []
-    yield names
-    for n in names:
-        box.run(tool(box, "delete", n), check=False)
-
-
-def test_a_second_run_waits_for_the_first_or_fails_with_no_wait(box: SystemdBox, gone: list[str]) -> None:
-    gone.append("lock-one")
+def test_a_second_run_waits_for_the_first_or_fails_with_no_wait(box: SystemdBox, cleanup: list[str]) -> None:
+    cleanup.append("lock-one")
     create = ("create", "lock-one", "--", "/usr/bin/sleep", "300")
     step = spec_written(box, *create, name="lock-one")
     first = HeldUp(box, step, "lock-one", *create)
@@ -139,8 +130,8 @@ def test_a_second_run_waits_for_the_first_or_fails_with_no_wait(box: SystemdBox,
     assert run(box, "status", "lock-one")[0] == 3  # the delete came second: the sandbox is gone
 
 
-def test_clones_of_one_source_run_side_by_side_and_keep_it(box: SystemdBox, gone: list[str]) -> None:
-    gone += ["lock-c1", "lock-c2", "lock-src"]
+def test_clones_of_one_source_run_side_by_side_and_keep_it(box: SystemdBox, cleanup: list[str]) -> None:
+    cleanup += ["lock-c1", "lock-c2", "lock-src"]
     ok(box, "create", "lock-src", "--", "/usr/bin/sleep", "300")
     step = spec_written(box, "clone", "lock-src", "lock-c1", name="lock-c1")
     first = HeldUp(box, step, "lock-c1", "clone", "lock-src", "lock-c1")
@@ -157,10 +148,10 @@ def test_clones_of_one_source_run_side_by_side_and_keep_it(box: SystemdBox, gone
         assert run(box, "status", name)[0] == 0
 
 
-def test_two_creates_cannot_publish_the_same_port(box: SystemdBox, gone: list[str]) -> None:
+def test_two_creates_cannot_publish_the_same_port(box: SystemdBox, cleanup: list[str]) -> None:
     """The second create checked the port before the first had it; it is checked again, under the host
     lock, right before the second publishes: it fails, and nothing of it is left."""
-    gone += ["lock-pa", "lock-pb"]
+    cleanup += ["lock-pa", "lock-pb"]
     create_b = ("create", "lock-pb", "-p", "127.0.0.1:8097:80", "--", "/usr/bin/sleep", "300")
     step = spec_written(box, *create_b, name="lock-pb")
     second = HeldUp(box, step, "lock-pb", *create_b)
