@@ -39,12 +39,11 @@ class Account:
     comment: str
 
 
-
-
 def _lock_file(path: Path, deadline: float) -> Path:
     """FILE.lock the way the shadow tools make it: a link to FILE.PID holding our PID; a lock whose
     process is gone is stale and removed."""
     lock = path.with_name(path.name + ".lock")
+    _remove_stale(path)
     mine = path.with_name(f"{path.name}.{os.getpid()}")
     mine.write_text(f"{os.getpid()}")
     try:
@@ -69,6 +68,17 @@ def _lock_file(path: Path, deadline: float) -> Path:
                 time.sleep(0.05)
     finally:
         mine.unlink(missing_ok=True)
+
+
+def _remove_stale(path: Path) -> None:
+    """FILE.PID files of processes that died holding or taking the lock (killed, say): nothing else
+    removes them."""
+    prefix = path.name + "."
+    for entry in os.listdir(path.parent):
+        pid = entry[len(prefix) :] if entry.startswith(prefix) else ""
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                (path.parent / entry).unlink()
 
 
 @contextlib.contextmanager

@@ -42,6 +42,7 @@ SYSCALLS = (*PATH_ARG, *DIR_FD_ARG, *FD_ARG, "symlink", "symlinkat", "copy_file_
 
 _CALL = re.compile(r"^(?P<name>[a-z0-9_]+)\((?P<args>.*)\) += (?P<ret>.*)$")
 _PIDS = re.compile(r"(staging|deleting|tmp|upgrade)-\d+")
+_ACCOUNT_LOCKS = re.compile(r"^(/etc/(?:passwd|group|shadow|gshadow))\.\d+$")  # accounts.py's FILE.PID
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def _where(name: str, args: list[str]) -> str | None:
         return None
     if not path.startswith(("/var/lib/sandbox-service", "/etc/", "/run/")):
         return None  # the tool's own output, a pipe to a helper
-    return _PIDS.sub(r"\1-PID", path)
+    return _ACCOUNT_LOCKS.sub(r"\1.PID", _PIDS.sub(r"\1-PID", path))
 
 
 def parse(log: str) -> list[tuple[str, str | None, str]]:
@@ -296,6 +297,10 @@ for f in ("passwd", "group", "shadow", "gshadow"):
             ids = fields[2:4] if f in ("passwd", "group") else []  # shadow: its dates change daily
             accounts.append(":".join([f, fields[0], *ids]))
 state["accounts"] = accounts
+# the shadow tools' locks: FILE.lock, a link to FILE.PID
+state["account_locks"] = sorted(
+    e for e in os.listdir("/etc") if re.fullmatch(r"(passwd|group|shadow|gshadow)\.(lock|[0-9]+)", e)
+)
 listed = subprocess.run(
     ["systemctl", "list-units", "--all", "--plain", "--no-legend", "--full", "sandbox*", "run-sandbox*"],
     capture_output=True, text=True, check=True,

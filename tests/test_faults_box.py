@@ -1,4 +1,4 @@
-"""SIGKILL at every step of create, delete, upgrade and clone, then the documented recovery: it must
+"""SIGKILL at every step of create, delete, upgrade, clone and apply, then the documented recovery: it must
 converge to the state a run that was never interrupted leaves (tests/faults.py finds the steps).
 
 After each recovery: no half sandbox, no unit, staging directory, lock, registry entry (MCS pair, ID
@@ -258,3 +258,42 @@ def test_apply_makes_anew_a_sandbox_whose_create_was_killed(box: SystemdBox, cle
         assert not systemd_matches_disk(made), step
         ok(box, "delete", name)
         same(state(box, [name]), clean, f"apply, then delete, after a kill at {step}")
+
+
+# -- apply -----------------------------------------------------------------------------------------------
+
+APPLIED = ("crash-a1", "crash-a2")
+APPLY_DOC = "/var/tmp/crash-apply-all.yaml"
+
+
+def test_a_killed_apply_is_finished_by_applying_again(box: SystemdBox, cleanup: list[str]) -> None:
+    """apply of two started sandboxes killed at any step: the same apply again leaves exactly what an
+    uninterrupted one leaves, and deleting them then leaves the box as it was."""
+    cleanup += list(APPLIED)
+    entries = "".join(
+        f"  - name: {n}\n    service: {{exec_start: [{{path: /usr/bin/sleep, argv: [sleep, '300']}}]}}\n"
+        for n in APPLIED
+    )
+    box.write_file(APPLY_DOC, f"version: 1\napply_group: t-crash\nsandboxes:\n{entries}")
+    apply = ("apply", APPLY_DOC)
+
+    def remove() -> None:
+        for n in APPLIED:
+            delete_left(box, n)
+
+    ok(box, *apply)  # warm-up: the registries and the sandboxes' slices exist from here on
+    remove()
+    steps = faults.record(box, *apply)
+    applied = state(box, APPLIED, SKIP)
+    assert not systemd_matches_disk(applied)
+    remove()
+    clean = state(box, APPLIED, SKIP)
+
+    def one(_i: int, step: Step) -> None:
+        kill_at(box, step, *apply)
+        ok(box, *apply)
+        same(state(box, APPLIED, SKIP), applied, f"apply again after a kill at {step}")
+        remove()
+        same(state(box, APPLIED, SKIP), clean, f"delete after a kill at {step}")
+
+    sweep(chosen(box, steps), one, remove)
