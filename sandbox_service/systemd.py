@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import DBusError, JobFailed, NotFound, PermissionDenied, SystemdUnavailable
+from .errors import DBusError, JobFailed, NotFound, PermissionDenied, SandboxError, SystemdUnavailable
 
 SYSTEMD_BUS_NAME = b"org.freedesktop.systemd1"
 MANAGER_PATH = b"/org/freedesktop/systemd1"
@@ -408,19 +408,75 @@ class Systemd:
         """Each unit's job result ("done", "failed", "timeout", ...) once systemd removed its job.  A job
         that makes no progress for JOB_TIMEOUT_SEC counts as "timeout"; the clock restarts whenever one
         finishes, so thousands of jobs that take long together do not time out."""
+        return self._await(jobs, len(jobs), progress, None)
+
+    def run_jobs(
+        self,
+        requests: Sequence[tuple[str, str]],
+        *,
+        window: int,
+        progress: Callable[[int, int], None] | None = None,
+        refused: Callable[[str, SandboxError], None] | None = None,
+    ) -> dict[str, str]:
+        """Each (verb, unit) request's job result, with at most `window` of its jobs queued at once.
+
+        systemd runs every queued job at once; under hundreds of starts each one's start timeout runs
+        while it waits its turn for the CPU, so jobs are fed in as others finish.  A unit systemd refuses
+        a job for goes to `refused` (or raises without it); one never queued because the jobs before it
+        stopped making progress has the result "not-queued"."""
+        waiting = list(reversed(requests))
+        jobs: dict[str, bytes] = {}
+
+        def refill(in_flight: int) -> tuple[list[bytes], int]:
+            queued: list[bytes] = []
+            settled = 0
+            while waiting and in_flight + len(queued) < window:
+                verb, unit = waiting.pop()
+                try:
+                    job = self.submit(verb, [unit])[unit]
+                except SandboxError as exc:
+                    if refused is None:
+                        raise
+                    refused(unit, exc)
+                    settled += 1
+                    continue
+                jobs[unit] = job
+                queued.append(job)
+            return queued, settled
+
+        results = self._await(jobs, len(requests), progress, refill)
+        results.update((unit, "not-queued") for _verb, unit in waiting)
+        return results
+
+    def _await(
+        self,
+        jobs: dict[str, bytes],
+        total: int,
+        progress: Callable[[int, int], None] | None,
+        refill: Callable[[int], tuple[list[bytes], int]] | None,
+    ) -> dict[str, str]:
+        """The results of `jobs`; `refill(in flight)`, when given, may add jobs to it whenever some
+        finished, returning the new ones and how many requests it settled without a job."""
         results = self._job_results
         pending = set(jobs.values())
-        total = len(pending)
+        settled = 0
         deadline = time.monotonic() + JOB_TIMEOUT_SEC
-        while pending:
+        while True:
+            if refill is not None:
+                queued, without_job = refill(len(pending))
+                pending.update(queued)
+                settled += without_job
+            if not pending:
+                break
             while not self._bus.process().is_empty():  # runs the JobRemoved callback
                 pass
             finished = {job for job in pending if job in results}
             if finished:
                 pending -= finished
+                settled += len(finished)
                 deadline = time.monotonic() + JOB_TIMEOUT_SEC
                 if progress is not None:
-                    progress(total - len(pending), total)
+                    progress(settled, total)
                 continue
             if time.monotonic() > deadline:
                 break

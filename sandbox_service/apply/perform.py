@@ -11,8 +11,8 @@
 5. Enable links, then one daemon-reload for all; if systemd cannot reload, everything of this run is
    undone.
 6. The data of pruned sandboxes goes; their ranges and accounts in one edit each.
-7. Start and restart jobs are enqueued together and waited for together; a sandbox that fails to start
-   is kept (it is complete) and reported with its journal.
+7. Start and restart jobs are waited for together, fed to systemd START_WINDOW at a time as others
+   finish; a sandbox that fails to start is kept (it is complete) and reported with its journal.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ from .plan import Action, ApplyPlan, Verb
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 JOURNAL_TAILS = 5  # sandboxes that failed to start whose journal is read (each read takes a while)
 RETRIED_RESULTS = ("dependency", "canceled")
+# Start jobs queued at once: systemd runs every queued job at the same time, and each one's start
+# timeout runs while it waits for the CPU behind the others (1000 at once on 2 cores: starts timed out).
+START_WINDOW = 16 * (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -330,24 +333,26 @@ def _start(run: _Run) -> None:
     owner = {u: a.name for a in restart + start for u in control.units_to_wait_for(_final_spec(a))}
     began = time.time()
     restart_units = {service_unit(a.name) for a in restart}
-    jobs = _submit(run, "restart", sorted(restart_units), owner)
-    jobs.update(
-        _submit(run, "start", [u for a in start for u in control.units_to_wait_for(_final_spec(a))], owner)
-    )
-    if not jobs:
+    requests = [("restart", u) for u in sorted(restart_units)]
+    requests += [("start", u) for a in start for u in control.units_to_wait_for(_final_spec(a))]
+    if not requests:
         return
-    results = run.sd.wait(jobs, lambda done, total: run.progress("starting", done, total))
+
+    def refused(unit: str, exc: SandboxError) -> None:
+        verb = "restart" if unit in restart_units else "start"
+        run.fail(owner[unit], type(exc)(f"{verb} of {unit}: {exc.message}", exc.hint))
+
+    results = run.sd.run_jobs(
+        requests,
+        window=START_WINDOW,
+        progress=lambda done, total: run.progress("starting", done, total),
+        refused=refused,
+    )
     # A job that failed only because a job it depended on was cancelled or failed (a busy PID 1
     # starting hundreds of units at once) gets one more try, in a second batch.
-    again = [u for u, result in results.items() if result in RETRIED_RESULTS]
+    again = [(verb, u) for verb, u in requests if results.get(u) in RETRIED_RESULTS]
     if again:
-        verbs = {u: "restart" if u in restart_units else "start" for u in again}
-        retry = {
-            u: job
-            for verb in ("restart", "start")
-            for u, job in _submit(run, verb, [u for u in again if verbs[u] == verb], owner).items()
-        }
-        results.update(run.sd.wait(retry))
+        results.update(run.sd.run_jobs(again, window=START_WINDOW, refused=refused))
     for unit, result in results.items():
         name = owner[unit]
         if result != "done" and name not in run.errors:
