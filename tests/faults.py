@@ -165,6 +165,19 @@ def tool(box: SystemdBox, *args: str) -> list[str]:
     return ["env", "PYTHONDONTWRITEBYTECODE=1", *box.tool_argv, *args]
 
 
+def run(box: SystemdBox, *args: str) -> tuple[int, str]:
+    """Run the tool in the box; its exit status and its output, stdout then stderr."""
+    done = box.run(tool(box, *args), check=False)
+    return done.returncode, done.stdout + done.stderr
+
+
+def ok(box: SystemdBox, *args: str) -> str:
+    """Run the tool in the box, which must succeed; its output."""
+    rc, out = run(box, *args)
+    assert rc == 0, f"{describe(args)} failed ({rc}): {out}"
+    return out
+
+
 def settle(box: SystemdBox) -> None:
     """Bring the cache of spec summaries (index.py) up to date, as any command may: a command that finds
     it stale rewrites it, one rename more, so every recorded and killed run must start from a fresh one."""

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.box import SystemdBox
-from tests.faults import differences, state, systemd_matches_disk, tool
+from tests.faults import differences, ok, run, state, systemd_matches_disk, tool
 
 pytestmark = pytest.mark.box
 
@@ -21,17 +21,6 @@ BASE = "/var/lib/sandbox-service"
 FILLER = f"{BASE}/.filler"
 KEEP = "full-keep"  # a sandbox that exists all along: nothing may change in it
 SKIP = ("root/var/log", "root/var/lib")
-
-
-def run(box: SystemdBox, *args: str) -> tuple[int, str]:
-    done = box.run(tool(box, *args), check=False)
-    return done.returncode, done.stdout + done.stderr
-
-
-def ok(box: SystemdBox, *args: str) -> str:
-    rc, out = run(box, *args)
-    assert rc == 0, f"{args} failed ({rc}): {out}"
-    return out
 
 
 def free_bytes(box: SystemdBox) -> int:

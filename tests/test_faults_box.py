@@ -16,7 +16,7 @@ import pytest
 
 from tests import faults
 from tests.box import SystemdBox
-from tests.faults import Step, kill_at, state, systemd_matches_disk, tool
+from tests.faults import Step, kill_at, ok, run, state, systemd_matches_disk
 
 pytestmark = pytest.mark.box
 
@@ -37,17 +37,6 @@ CREATE = (
 )
 EXIST_OK = (*CREATE[: CREATE.index("--")], "--exist-ok", *CREATE[CREATE.index("--") :])
 SKIP = ("root/var/log",)  # what the service writes while it runs
-
-
-def run(box: SystemdBox, *args: str) -> tuple[int, str]:
-    done = box.run(tool(box, *args), check=False)
-    return done.returncode, done.stdout + done.stderr
-
-
-def ok(box: SystemdBox, *args: str) -> str:
-    rc, out = run(box, *args)
-    assert rc == 0, f"{faults.describe(args)} failed ({rc}): {out}"
-    return out
 
 
 def delete_left(box: SystemdBox, name: str) -> None:
