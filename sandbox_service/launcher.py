@@ -23,15 +23,28 @@ nothing from the sandbox while it is still host root, so files the sandbox contr
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import errno
-import json
 import os
 import signal
-import struct
-import sys
-from typing import NoReturn
+
+FORWARDED = (
+    signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+    signal.SIGWINCH, signal.SIGCONT,
+)  # fmt: skip
+
+# With PrivatePIDs= the launcher is PID 1 of its PID namespace, and the kernel drops a signal sent to PID
+# 1 that it neither handles nor blocks: a stop that came while the launcher set up the sandbox was lost
+# and the stop waited out TimeoutStopSec.  Blocked, the signal waits for stay_as_init().  So this comes
+# first, before the slower imports; only the interpreter's own start-up is left uncovered.
+if os.getpid() == 1:
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+
+import contextlib  # noqa: E402
+import ctypes  # noqa: E402
+import errno  # noqa: E402
+import json  # noqa: E402
+import struct  # noqa: E402
+import sys  # noqa: E402
+from typing import NoReturn  # noqa: E402
 
 CONFIG = "/.sandbox-service/launch.json"
 CONFIG_VERSION = 1
@@ -665,12 +678,6 @@ def change_directory(setting: str, account: Account | None) -> None:
             fail(EXIT_CHDIR, f"cannot change to working directory {path}: {exc.strerror}")
 
 
-FORWARDED = (
-    signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
-    signal.SIGWINCH, signal.SIGCONT,
-)  # fmt: skip
-
-
 CLEAN_SIGNALS = frozenset({signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE})
 
 
@@ -681,6 +688,9 @@ def stay_as_init() -> None:
     exits with the command's status.  Returns in the child only."""
     child = os.fork()
     if child == 0:
+        # Python's own SIGINT handler would turn a forwarded ^C into a traceback before the exec
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
         return
     # It keeps CAP_KILL only: its command may run under another user, whom it could not signal without.
     with contextlib.suppress(LaunchError):  # a profile may forbid capset()
@@ -692,6 +702,7 @@ def stay_as_init() -> None:
 
     for sig in FORWARDED:
         signal.signal(sig, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)  # what came meanwhile is passed on now
     while True:
         try:
             pid, status = os.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -58,28 +59,97 @@ def test_pid_and_cgroup_namespaces(box: SystemdBox, cleanup: list[str]) -> None:
         assert any(line.endswith("/sandbox-selfview.service") for line in seen["cgroup"].splitlines())
 
 
-@pytest.mark.systemd("257")
-def test_init_passes_the_stop_on_to_a_program_of_another_user(box: SystemdBox, cleanup: list[str]) -> None:
-    """The launcher as PID 1 keeps CAP_KILL: it can signal its program after that switched users.  With
-    KillMode=mixed systemd signals the main process only, so the stop depends on it."""
+OTHER_USER_UNIT = (
+    "[Service]\nUser=nobody\nKillMode=mixed\nTimeoutStopSec=30\nEnvironmentFile=-/etc/default/otheruser\n"
+    "ExecStart=/usr/bin/sleep 1000\n"
+)
+
+
+@pytest.fixture
+def otheruser(box: SystemdBox, cleanup: list[str]) -> Iterator[str]:
+    """A sandbox of a unit whose program runs as nobody; KillMode=mixed: systemd signals the main process
+    (the launcher, PID 1 of the sandbox) only, so every stop depends on the launcher passing it on."""
     unit = "otheruser.service"
-    box.write_file(
-        f"/etc/systemd/system/{unit}",
-        "[Service]\nUser=nobody\nKillMode=mixed\nEnvironmentFile=-/etc/default/otheruser\n"
-        "ExecStart=/usr/bin/sleep 1000\n",
-    )
+    box.write_file(f"/etc/systemd/system/{unit}", OTHER_USER_UNIT)
     box.write_file("/etc/default/otheruser", "A=1\n")
     box.run(["systemctl", "daemon-reload"])
     cleanup.append("otheruser")
     try:
-        cli(box, "create", "otheruser", "--unit", unit, "--now")
-        began = time.monotonic()
-        box.run(["systemctl", "stop", "sandbox-otheruser.service"])
-        assert time.monotonic() - began < 10
-        assert show(box, "sandbox-otheruser.service", "Result") == "success"
+        cli(box, "create", "otheruser", "--unit", unit)
+        yield "sandbox-otheruser.service"
     finally:
         box.run(["rm", "-f", f"/etc/systemd/system/{unit}", "/etc/default/otheruser"])
         box.run(["systemctl", "daemon-reload"])
+
+
+def unit_commands(box: SystemdBox, unit: str) -> list[str]:
+    """The names of the unit's processes, read from its cgroup."""
+    cgroup = show(box, unit, "ControlGroup")
+    pids = box.run(["cat", f"/sys/fs/cgroup{cgroup}/cgroup.procs"], check=False).stdout.split()
+    return [box.run(["cat", f"/proc/{pid}/comm"], check=False).stdout.strip() for pid in pids]
+
+
+def timed_stop(box: SystemdBox, unit: str) -> float:
+    began = time.monotonic()
+    box.run(["systemctl", "stop", unit])
+    return time.monotonic() - began
+
+
+@pytest.mark.systemd("257")
+def test_init_passes_the_stop_on_to_a_program_of_another_user(box: SystemdBox, otheruser: str) -> None:
+    """The launcher as PID 1 keeps CAP_KILL: it can signal its program after that switched users."""
+    box.run(["systemctl", "start", otheruser])
+    deadline = time.monotonic() + 30
+    while "sleep" not in unit_commands(box, otheruser):
+        assert time.monotonic() < deadline, "the program never ran"
+        time.sleep(0.1)
+    assert timed_stop(box, otheruser) < 10
+    assert show(box, otheruser, "Result") == "success"
+
+
+# Run in the box: start the unit and hold its launcher at its first read (its settings, made a FIFO),
+# stop the unit meanwhile, then let the launcher go on.  Prints the seconds the stop took.
+STOP_DURING_SETUP = """
+import os, subprocess, sys, time
+unit, settings = sys.argv[1], sys.argv[2]
+text = open(settings, "rb").read()
+os.unlink(settings)
+os.mkfifo(settings, 0o644)
+subprocess.run(["systemctl", "start", "--no-block", unit], check=True)
+deadline = time.monotonic() + 30
+while True:  # opening the writing end succeeds once the launcher opened the reading end
+    try:
+        fd = os.open(settings, os.O_WRONLY | os.O_NONBLOCK)
+        break
+    except OSError:
+        assert time.monotonic() < deadline, "the launcher never read its settings"
+        time.sleep(0.01)
+began = time.monotonic()
+subprocess.run(["systemctl", "stop", "--no-block", unit], check=True)
+state = ["systemctl", "show", "-P", "ActiveState", unit]
+while subprocess.run(state, capture_output=True, text=True).stdout.strip() != "deactivating":
+    time.sleep(0.01)
+time.sleep(0.3)  # the stop signal was sent while the launcher still waits for its settings
+os.write(fd, text)
+os.close(fd)
+os.unlink(settings)
+with open(settings, "wb") as f:
+    f.write(text)
+while subprocess.run(state, capture_output=True, text=True).stdout.strip() == "deactivating":
+    assert time.monotonic() - began < 60, "the stop never ended"
+    time.sleep(0.05)
+print(time.monotonic() - began)
+"""
+
+
+@pytest.mark.systemd("257")
+def test_a_stop_during_the_launchers_set_up_is_not_lost(box: SystemdBox, otheruser: str) -> None:
+    """The kernel drops a signal to PID 1 that it neither handles nor blocks: the launcher blocks the stop
+    signals from its first line, so a stop sent while it still sets the sandbox up waits for it."""
+    settings = f"{BASE}/otheruser/root/.sandbox-service/launch.json"
+    took = float(box.run(["python3", "-c", STOP_DURING_SETUP, otheruser, settings], timeout=120).stdout)
+    assert took < 10
+    assert show(box, otheruser, "Result") == "success"
 
 
 def test_forking_daemon_keeps_the_hosts_pid_namespace(box: SystemdBox, cleanup: list[str]) -> None:
