@@ -118,6 +118,18 @@ def host_stays_untouched() -> Iterator[None]:
     assert not leaked, f"tests left sandbox files on the host: {sorted(leaked)}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def dpkg_index_elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The running system's dpkg owner index (discover/dpkgindex.py), which tests that look at the host's
+    own packages would build: kept in the session's temporary directory, not in the host's /var/cache."""
+    from sandbox_service.discover import dpkgdb
+
+    saved = dpkgdb.INDEX_FILE
+    dpkgdb.INDEX_FILE = tmp_path_factory.mktemp("dpkg-index") / "dpkg-owners.sqlite"
+    yield
+    dpkgdb.INDEX_FILE = saved
+
+
 @pytest.fixture()
 def cleanup(box: SystemdBox) -> Iterator[list[str]]:
     """Sandboxes named here are removed after the test, whatever happened."""
