@@ -4,6 +4,7 @@ Run as root from the repository root::
 
     .venv/bin/python bench/bench_scale.py [--systemd 252] [--counts 100,1000] [--max 7000]
                                           [--max-profile dense] [--chunk 500] [--rounds 3]
+                                          [--max-nofile N --lift-nofile M]
 
 Every measurement runs in a fresh throwaway systemd box (tests/box.py; its writable layer on disk,
 since thousands of sandboxes hold more inodes than a tmpfs), and prints, at the end, one table:
@@ -34,6 +35,7 @@ import functools
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 import traceback
@@ -357,11 +359,39 @@ def section_apply(image: str, report: Report, count: int, rounds: int) -> None:
         )
 
 
-def section_max(
-    image: str, report: Report, limit: int, chunk: int, profile: str, raw_too: bool, minutes: float
-) -> None:
+@dataclass(frozen=True)
+class Growth:
+    limit: int  # stop at this many sandboxes
+    chunk: int  # sandboxes per apply
+    profile: str
+    minutes: float  # the time budget of the growth
+    nofile: int | None = None  # the box's PID 1 RLIMIT_NOFILE (None: what nspawn inherits)
+    lift: int | None = None  # once apply refuses, raise PID 1's RLIMIT_NOFILE to this and go on
+
+
+def lift_nofile(box: SystemdBox, report: Report, growth: Growth, reached: int) -> None:
+    """Raise the running box's PID 1 descriptor limit (as `LimitNOFILE=` of the container's unit or
+    nspawn's --rlimit would have set it) and apply one more chunk: what the refusal said lifts it."""
+    assert growth.lift is not None
+    subprocess.run(["prlimit", f"--pid={box.leader}", f"--nofile={growth.lift}:{growth.lift}"], check=True)
+    room = json.loads(box.run([*tool(box), "limits", "--json"]).stdout)["room"]
+    n = growth.chunk
+    try:
+        run, _ = tool_apply(box, "lifted", names("m", reached, n), growth.profile)
+        outcome = f"{n} more made in {run.seconds:.1f} s, {active_sandboxes(box)} active in all"
+    except (ApplyRefused, ApplyFailed) as exc:
+        outcome = f"still refused or failed: {str(exc)[:200]}"
+    report.add(
+        f"PID 1's RLIMIT_NOFILE raised to {growth.lift} (prlimit on the running box)",
+        outcome,
+        note="room then: " + ", ".join(f"{k}: {v['sandboxes']} ({v['bound_by']})" for k, v in room.items()),
+    )
+
+
+def section_max(image: str, report: Report, growth: Growth, raw_too: bool) -> None:
+    limit, chunk, profile, minutes = growth.limit, growth.chunk, growth.profile, growth.minutes
     print(f"as many sandboxes as the box allows (profile {profile}, chunks of {chunk}, at most {limit})")
-    box = boot(image)
+    box = boot(image, growth.nofile)
     reached, stopped_by = 0, f"--max {limit} reached"
     tool_seconds = 0.0
     try:
@@ -393,6 +423,7 @@ def section_max(
             tool_seconds += run.seconds
             reached += n
             print(f"    {reached} sandboxes ({run.seconds:.1f} s for {n})")
+        refused_at = reached if stopped_by.startswith("apply refused") else None
         active = active_sandboxes(box)
         room_after = json.loads(box.run([*tool(box), "limits", "--json"]).stdout)["room"]
         after = pid1(box)
@@ -420,6 +451,8 @@ def section_max(
                 f"cd /etc/systemd/system && du -ck sandbox-{one}.* run-sandbox*{one}*.mount | tail -1",
             ]
         ).stdout.split()[0]
+        if growth.lift is not None and refused_at is not None:
+            lift_nofile(box, report, growth, reached)
     finally:
         box.close()
     grown = report.add(
@@ -497,6 +530,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--max-minutes", type=float, default=120, help="stop growing after this long (default 120)"
     )
+    parser.add_argument(
+        "--max-nofile",
+        type=int,
+        help="RLIMIT_NOFILE of the growth box's PID 1 (default: the 20000 nspawn inherits here); a low "
+        "value makes the limit come within a short run",
+    )
+    parser.add_argument(
+        "--lift-nofile",
+        type=int,
+        help="once apply refuses, raise PID 1's RLIMIT_NOFILE to this and apply one more chunk",
+    )
     parser.add_argument("--skip", default="", help="sections to skip: startup,create,apply,max,maxraw")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -523,11 +567,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lambda: section_max(
                     args.systemd,
                     report,
-                    args.max,
-                    args.chunk,
-                    args.max_profile,
+                    Growth(
+                        args.max,
+                        args.chunk,
+                        args.max_profile,
+                        args.max_minutes,
+                        args.max_nofile,
+                        args.lift_nofile,
+                    ),
                     "maxraw" not in skip,
-                    args.max_minutes,
                 ),
             )
         )

@@ -53,6 +53,11 @@ MIN_VERSION: dict[str, int] = {
     "BindLogSockets": 257,
 }
 
+# From this version on systemd makes the main process of a PrivatePIDs= unit its child from the start.
+# Before, the message naming that process could arrive first: systemd then took it as not its child and,
+# not waiting for it, sent SIGKILL right after the stop's SIGTERM where KillMode= is mixed or process.
+PRIVATE_PIDS_MAIN_IS_CHILD = 258
+
 # (key, value) pairs whose *value* is newer than the key itself
 VALUE_MIN_VERSION: dict[tuple[str, str], int] = {
     ("ProtectHostname", "private"): 257,

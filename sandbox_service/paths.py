@@ -9,6 +9,7 @@ SANDBOX_BASE = Path("/var/lib/sandbox-service")
 UNIT_DIR = Path("/etc/systemd/system")
 VENDOR_UNIT_DIR = Path("/usr/lib/systemd/system")  # where the package installs the static units
 RUNTIME_BASE = Path("/run/sandbox-service")
+CACHE_BASE = Path("/var/cache/sandbox-service")  # what only makes runs faster: removable at any time
 SPEC_FILE_NAME = "sandbox.yaml"
 BASE_DIR_NAME = "base"  # NAME/base: the host's /etc files as they were when copied (upgrade's merge base)
 UNIT_PREFIX = "sandbox-"

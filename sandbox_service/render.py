@@ -3,6 +3,8 @@ our own templates. Every value passes through escape.py on its way into the text
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -12,6 +14,7 @@ from . import escape, isolation, selinux
 from .discover import carry
 from .network import units as network_units
 from .paths import (
+    CACHE_BASE,
     SANDBOX_BASE,
     SPEC_FILE_NAME,
     UNIT_DIR,
@@ -81,9 +84,35 @@ def service_view(spec: SandboxSpec) -> ServiceView:
     )
 
 
+# Compiled templates kept between runs: compiling them takes 10 ms of a 400 ms create --now.  Kept only
+# in a directory of this process's user that no one else may write (what is in it runs as code); tests
+# point it elsewhere.
+TEMPLATE_CACHE: Path | None = CACHE_BASE / "templates"
+
+
+class _TemplateCache(jinja2.FileSystemBytecodeCache):
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):  # a full disk costs a compilation next time, nothing more
+            super().dump_bytecode(bucket)
+
+
+def _template_cache() -> jinja2.BytecodeCache | None:
+    if TEMPLATE_CACHE is None:
+        return None
+    try:
+        TEMPLATE_CACHE.mkdir(mode=0o755, parents=True, exist_ok=True)
+        st = TEMPLATE_CACHE.stat()
+    except OSError:
+        return None  # not root: compiled each time
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        return None
+    return _TemplateCache(str(TEMPLATE_CACHE))
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(data_dir("templates"))),
+        bytecode_cache=_template_cache(),
         undefined=jinja2.StrictUndefined,
         autoescape=False,  # unit files are not HTML; escape.py does the escaping that matters
         keep_trailing_newline=True,

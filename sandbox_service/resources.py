@@ -15,7 +15,6 @@ the data is never mixed from two of them (a stray copy of another version stays 
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 
 ENV = "SANDBOX_SERVICE_DATADIR"
@@ -26,9 +25,10 @@ _CHECKOUT = Path(__file__).resolve().parent.parent
 
 def _package_data() -> Path | None:
     # The data is bound into sandboxes and read by path, so it must be a real directory; a package
-    # imported from a zip file has none and falls through to the other places.
-    found = resources.files("sandbox_service") / PACKAGE_DATA
-    return found if isinstance(found, Path) and found.is_dir() else None
+    # imported from a zip file has none and falls through to the other places.  (Not through
+    # importlib.resources, whose import costs more than this whole lookup.)
+    found = Path(__file__).resolve().parent / PACKAGE_DATA
+    return found if found.is_dir() else None
 
 
 def data_root() -> Path:

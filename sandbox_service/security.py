@@ -205,7 +205,7 @@ def resolve(
                 items.append(Directive(key, "yes"))
     kept = tuple(d for d in items if directives.min_version(d.key, d.value) <= systemd_version)
     dropped = tuple(d for d in items if d not in kept)
-    left_out = tuple((d, why) for d in kept if (why := _unfit(d, service)) is not None)
+    left_out = tuple((d, why) for d in kept if (why := _unfit(d, service, systemd_version)) is not None)
     kept = tuple(d for d in kept if all(d != other for other, _ in left_out))
     return Resolved(kept, dropped, left_out, tuple(merge_notes), private_ipc)
 
@@ -277,18 +277,24 @@ def _intersect_families(items: list[Directive], unit: Directive) -> list[Directi
     ]
 
 
-def _unfit(d: Directive, service: ServiceDef) -> str | None:
+def _unfit(d: Directive, service: ServiceDef, systemd_version: int) -> str | None:
     """Why the service cannot run with `d`, or None.
 
     PrivatePIDs= gives every command of the unit a PID namespace of its own: a forking daemon's first
     process would take its namespace down with it, and reload and stop commands could not see the main
-    process they signal."""
+    process they signal.  Before systemd 258 it can also cost a unit that stops its main process alone
+    (KillMode=mixed or process) its clean stop: see directives.PRIVATE_PIDS_MAIN_IS_CHILD."""
     if d.key != "PrivatePIDs":
         return None
     if service.type is ServiceType.FORKING:
         return "a forking daemon's first process would end its PID namespace"
     if service.exec_reload or service.exec_stop or service.exec_start_post:
         return "its reload and stop commands would not see the main process"
+    if service.kill_mode in ("mixed", "process") and systemd_version < directives.PRIVATE_PIDS_MAIN_IS_CHILD:
+        return (
+            f"with KillMode={service.kill_mode}, systemd {systemd_version} could send SIGKILL right after "
+            f"the stop's SIGTERM (fixed in {directives.PRIVATE_PIDS_MAIN_IS_CHILD})"
+        )
     return None
 
 

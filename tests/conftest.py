@@ -119,15 +119,18 @@ def host_stays_untouched() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def dpkg_index_elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The running system's dpkg owner index (discover/dpkgindex.py), which tests that look at the host's
-    own packages would build: kept in the session's temporary directory, not in the host's /var/cache."""
+def caches_elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tool's caches on the running system (the dpkg owner index, compiled templates), which tests
+    that render or look at the host's own packages would fill: kept in the session's temporary
+    directory, not in the host's /var/cache."""
+    from sandbox_service import render
     from sandbox_service.discover import dpkgdb
 
-    saved = dpkgdb.INDEX_FILE
-    dpkgdb.INDEX_FILE = tmp_path_factory.mktemp("dpkg-index") / "dpkg-owners.sqlite"
+    saved = dpkgdb.INDEX_FILE, render.TEMPLATE_CACHE
+    cache = tmp_path_factory.mktemp("cache")
+    dpkgdb.INDEX_FILE, render.TEMPLATE_CACHE = cache / "dpkg-owners.sqlite", cache / "templates"
     yield
-    dpkgdb.INDEX_FILE = saved
+    dpkgdb.INDEX_FILE, render.TEMPLATE_CACHE = saved
 
 
 @pytest.fixture()

@@ -277,6 +277,8 @@ def test_tool_package_removal_leaves_sandboxes(deb_box: SystemdBox) -> None:
     """Removing and purging sandbox-service itself never fails, and leaves what the administrator made."""
     box = deb_box
     box.run(["sandbox-service", "create", "keepme", "--", "/usr/bin/sleep", "600"])
+    assert exists(box, "/var/cache/sandbox-service/templates")  # compiled templates kept by create
     dpkg(box, "-P", "dh-sandbox-service", "sandbox-service")
     assert not exists(box, "/usr/bin/sandbox-service")
+    assert not exists(box, "/var/cache/sandbox-service")  # its caches go with the tool
     assert exists(box, f"{BASE}/keepme/sandbox.yaml") and exists(box, f"{UNIT_DIR}/sandbox-keepme.service")

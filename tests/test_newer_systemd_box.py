@@ -59,27 +59,32 @@ def test_pid_and_cgroup_namespaces(box: SystemdBox, cleanup: list[str]) -> None:
         assert any(line.endswith("/sandbox-selfview.service") for line in seen["cgroup"].splitlines())
 
 
-OTHER_USER_UNIT = (
-    "[Service]\nUser=nobody\nKillMode=mixed\nTimeoutStopSec=30\nEnvironmentFile=-/etc/default/otheruser\n"
-    "ExecStart=/usr/bin/sleep 1000\n"
-)
+def user_unit(kill_mode: str = "control-group") -> str:
+    return (
+        f"[Service]\nUser=nobody\nKillMode={kill_mode}\nTimeoutStopSec=30\n"
+        "EnvironmentFile=-/etc/default/otheruser\nExecStart=/usr/bin/sleep 1000\n"
+    )
 
 
-@pytest.fixture
-def otheruser(box: SystemdBox, cleanup: list[str]) -> Iterator[str]:
-    """A sandbox of a unit whose program runs as nobody; KillMode=mixed: systemd signals the main process
-    (the launcher, PID 1 of the sandbox) only, so every stop depends on the launcher passing it on."""
+def make_otheruser(box: SystemdBox, cleanup: list[str], unit_text: str) -> Iterator[tuple[str, str]]:
+    """A sandbox of a unit whose program runs as nobody: (its unit, what create printed)."""
     unit = "otheruser.service"
-    box.write_file(f"/etc/systemd/system/{unit}", OTHER_USER_UNIT)
+    box.write_file(f"/etc/systemd/system/{unit}", unit_text)
     box.write_file("/etc/default/otheruser", "A=1\n")
     box.run(["systemctl", "daemon-reload"])
     cleanup.append("otheruser")
     try:
-        cli(box, "create", "otheruser", "--unit", unit)
-        yield "sandbox-otheruser.service"
+        _rc, out, _err = cli(box, "create", "otheruser", "--unit", unit)
+        yield "sandbox-otheruser.service", out
     finally:
         box.run(["rm", "-f", f"/etc/systemd/system/{unit}", "/etc/default/otheruser"])
         box.run(["systemctl", "daemon-reload"])
+
+
+@pytest.fixture
+def otheruser(box: SystemdBox, cleanup: list[str]) -> Iterator[str]:
+    for unit, _out in make_otheruser(box, cleanup, user_unit()):
+        yield unit
 
 
 def unit_commands(box: SystemdBox, unit: str) -> list[str]:
@@ -89,67 +94,113 @@ def unit_commands(box: SystemdBox, unit: str) -> list[str]:
     return [box.run(["cat", f"/proc/{pid}/comm"], check=False).stdout.strip() for pid in pids]
 
 
-def timed_stop(box: SystemdBox, unit: str) -> float:
-    began = time.monotonic()
-    box.run(["systemctl", "stop", unit])
-    return time.monotonic() - began
+def start_and_wait_for(box: SystemdBox, unit: str, program: str) -> None:
+    box.run(["systemctl", "start", unit])
+    deadline = time.monotonic() + 30
+    while program not in unit_commands(box, unit):
+        assert time.monotonic() < deadline, f"{program} never ran"
+        time.sleep(0.1)
+
+
+def wait_inactive(box: SystemdBox, unit: str, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while show(box, unit, "ActiveState") not in ("inactive", "failed"):
+        assert time.monotonic() < deadline, f"{unit} still {show(box, unit, 'ActiveState')}"
+        time.sleep(0.1)
 
 
 @pytest.mark.systemd("257")
-def test_init_passes_the_stop_on_to_a_program_of_another_user(box: SystemdBox, otheruser: str) -> None:
-    """The launcher as PID 1 keeps CAP_KILL: it can signal its program after that switched users."""
-    box.run(["systemctl", "start", otheruser])
-    deadline = time.monotonic() + 30
-    while "sleep" not in unit_commands(box, otheruser):
-        assert time.monotonic() < deadline, "the program never ran"
-        time.sleep(0.1)
-    assert timed_stop(box, otheruser) < 10
+def test_init_passes_a_signal_on_to_a_program_of_another_user(box: SystemdBox, otheruser: str) -> None:
+    """The launcher as PID 1 keeps CAP_KILL: a signal sent to the main process alone reaches its program,
+    which switched users, and the launcher then ends with it."""
+    assert "PrivatePIDs=yes" in box.run(["cat", f"{UNIT_DIR}/{otheruser}"]).stdout
+    start_and_wait_for(box, otheruser, "sleep")
+    box.run(["systemctl", "kill", "--kill-whom=main", "--signal=SIGTERM", otheruser])
+    wait_inactive(box, otheruser)
     assert show(box, otheruser, "Result") == "success"
 
 
+@pytest.mark.systemd("257")
+def test_a_unit_that_stops_its_main_process_alone_keeps_its_clean_stop(
+    box: SystemdBox, cleanup: list[str]
+) -> None:
+    """systemd 257 may take a PID namespace's first process as not its child and then, with KillMode=mixed,
+    send SIGKILL right after SIGTERM (it did in 5 of 8 stops here): such a unit gets no PID namespace."""
+    for unit, out in make_otheruser(box, cleanup, user_unit("mixed")):
+        assert "PrivatePIDs=yes left out: with KillMode=mixed" in out
+        assert "PrivatePIDs=" not in box.run(["cat", f"{UNIT_DIR}/{unit}"]).stdout
+        for _ in range(5):
+            start_and_wait_for(box, unit, "sleep")
+            box.run(["systemctl", "stop", unit])
+            assert show(box, unit, "Result") == "success"
+
+
 # Run in the box: start the unit and hold its launcher at its first read (its settings, made a FIFO),
-# stop the unit meanwhile, then let the launcher go on.  Prints the seconds the stop took.
+# stop the unit meanwhile, then let the launcher go on.  Prints the seconds each of three stops took.
 STOP_DURING_SETUP = """
-import os, subprocess, sys, time
+import contextlib, os, subprocess, sys, time
 unit, settings = sys.argv[1], sys.argv[2]
 text = open(settings, "rb").read()
-os.unlink(settings)
-os.mkfifo(settings, 0o644)
-subprocess.run(["systemctl", "start", "--no-block", unit], check=True)
-deadline = time.monotonic() + 30
-while True:  # opening the writing end succeeds once the launcher opened the reading end
+
+
+def main_process() -> str:
+    pid = subprocess.run(["systemctl", "show", "-P", "MainPID", unit], capture_output=True, text=True).stdout
     try:
-        fd = os.open(settings, os.O_WRONLY | os.O_NONBLOCK)
-        break
+        return open(f"/proc/{pid.strip()}/cmdline", "rb").read().decode(errors="replace")
     except OSError:
-        assert time.monotonic() < deadline, "the launcher never read its settings"
-        time.sleep(0.01)
-began = time.monotonic()
-subprocess.run(["systemctl", "stop", "--no-block", unit], check=True)
-state = ["systemctl", "show", "-P", "ActiveState", unit]
-while subprocess.run(state, capture_output=True, text=True).stdout.strip() != "deactivating":
-    time.sleep(0.01)
-time.sleep(0.3)  # the stop signal was sent while the launcher still waits for its settings
-os.write(fd, text)
-os.close(fd)
-os.unlink(settings)
-with open(settings, "wb") as f:
-    f.write(text)
-while subprocess.run(state, capture_output=True, text=True).stdout.strip() == "deactivating":
-    assert time.monotonic() - began < 60, "the stop never ended"
-    time.sleep(0.05)
-print(time.monotonic() - began)
+        return ""
+
+
+
+def restore() -> None:
+    os.unlink(settings)
+    with open(settings, "wb") as f:
+        f.write(text)
+
+
+for _ in range(3):
+    os.unlink(settings)
+    os.mkfifo(settings, 0o644)
+    try:
+        subprocess.run(["systemctl", "start", "--no-block", unit], check=True)
+        deadline = time.monotonic() + 30
+        while True:  # opening the writing end succeeds once the launcher opened the reading end
+            try:
+                fd = os.open(settings, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the launcher never read its settings"
+                time.sleep(0.01)
+        # systemd learns the main process of a PrivatePIDs= unit from a message of its own: until it
+        # has, a stop signals the process that forked it
+        while "/.sandbox-service/launch" not in main_process():
+            assert time.monotonic() < deadline, "systemd never knew the launcher as the main process"
+            time.sleep(0.01)
+        began = time.monotonic()
+        subprocess.run(["systemctl", "stop", "--no-block", unit], check=True)
+        time.sleep(0.3)  # the stop signal was sent while the launcher still waits for its settings
+        with contextlib.suppress(BrokenPipeError):  # gone already: systemd 257 may SIGKILL it at once
+            os.write(fd, text)
+        os.close(fd)
+    finally:
+        restore()
+    state = ["systemctl", "show", "-P", "ActiveState", unit]
+    while subprocess.run(state, capture_output=True, text=True).stdout.strip() not in ("inactive", "failed"):
+        assert time.monotonic() - began < 60, "the stop never ended"
+        time.sleep(0.05)
+    print(time.monotonic() - began)
 """
 
 
 @pytest.mark.systemd("257")
 def test_a_stop_during_the_launchers_set_up_is_not_lost(box: SystemdBox, otheruser: str) -> None:
     """The kernel drops a signal to PID 1 that it neither handles nor blocks: the launcher blocks the stop
-    signals from its first line, so a stop sent while it still sets the sandbox up waits for it."""
+    signals from its first line, so a stop sent while it still sets the sandbox up waits for it (before,
+    such a stop waited out TimeoutStopSec=).  When systemd 257 took the launcher as not its child it
+    sends SIGKILL at once instead, which ends the stop too; so three stops, to meet the other case."""
     settings = f"{BASE}/otheruser/root/.sandbox-service/launch.json"
-    took = float(box.run(["python3", "-c", STOP_DURING_SETUP, otheruser, settings], timeout=120).stdout)
-    assert took < 10
-    assert show(box, otheruser, "Result") == "success"
+    took = box.run(["python3", "-c", STOP_DURING_SETUP, otheruser, settings], timeout=300).stdout.split()
+    assert len(took) == 3 and all(float(t) < 10 for t in took), took
 
 
 def test_forking_daemon_keeps_the_hosts_pid_namespace(box: SystemdBox, cleanup: list[str]) -> None:

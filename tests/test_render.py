@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sandbox_service import render
 from sandbox_service.render import ROOT_RELATIVE, inside_root, render_service
 from sandbox_service.spec import Directive, ExecCommand, Kind, SandboxSpec, Security, ServiceDef, ServiceType
 from tests import unitparse
@@ -53,3 +56,28 @@ def test_every_access_path_is_the_sandboxs_and_its_root_is_read_only(protect: st
     assert [v for _s, k, v in lines if k == "ProtectSystem"] == ["strict"]
     assert ("-+/var" in values["ReadWritePaths"]) == (protect != "strict")
     assert ("-+/etc" in values["ReadWritePaths"]) == (protect == "")
+
+
+def test_compiled_templates_are_kept_and_render_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = spec(())
+    monkeypatch.setattr(render, "TEMPLATE_CACHE", tmp_path / "templates")
+    monkeypatch.setattr(render, "_ENV", None)
+    first = render.render(made)
+    kept = sorted(p.name for p in (tmp_path / "templates").iterdir())
+    assert len(kept) >= 2  # the service's and the slice's templates at least
+    monkeypatch.setattr(render, "_ENV", None)  # as a new process: compiled code read back
+    assert render.render(made) == first
+
+
+def test_a_template_cache_others_may_write_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "templates"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    monkeypatch.setattr(render, "TEMPLATE_CACHE", shared)
+    assert render._template_cache() is None
+    shared.chmod(0o755)
+    assert render._template_cache() is not None

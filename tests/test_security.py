@@ -87,3 +87,28 @@ def test_the_launcher_numbers_capabilities_as_the_tool_does() -> None:
     from sandbox_service import launcher
 
     assert launcher.CAPABILITIES == security.CAPABILITIES
+
+
+@pytest.mark.parametrize(
+    "kill_mode, version, private_pids",
+    [
+        ("mixed", 257, False),
+        ("process", 257, False),
+        ("control-group", 257, True),
+        (None, 257, True),
+        ("mixed", directives.PRIVATE_PIDS_MAIN_IS_CHILD, True),
+    ],
+)
+def test_pid_namespace_only_where_the_stop_stays_clean(
+    kill_mode: str | None, version: int, private_pids: bool
+) -> None:
+    """Before systemd 258 a unit that stops its main process alone would lose its clean stop in a PID
+    namespace (systemd could send SIGKILL right after SIGTERM): PrivatePIDs= is left out, with the reason."""
+    profile = security.load_profile("default", Path("/nonexistent"))
+    service = ServiceDef(exec_start=NGINX_LIKE.exec_start, kill_mode=kill_mode)
+    got = security.resolve(profile, service, version)
+    assert any(d.key == "PrivatePIDs" for d in got.directives) == private_pids
+    reasons = [why for d, why in got.left_out if d.key == "PrivatePIDs"]
+    assert bool(reasons) != private_pids
+    if reasons:
+        assert f"KillMode={kill_mode}" in reasons[0] and "SIGKILL" in reasons[0]

@@ -14,11 +14,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..paths import CACHE_BASE
 from . import dpkgindex
 
 INFO_DIR = "var/lib/dpkg/info"
 # The running system's index (dpkgindex.py); None: none is kept (tests point it elsewhere).
-INDEX_FILE: Path | None = Path("/var/cache/sandbox-service/dpkg-owners.sqlite")
+INDEX_FILE: Path | None = CACHE_BASE / "dpkg-owners.sqlite"
 
 
 class DpkgDatabase:
