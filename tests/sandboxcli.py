@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 
 from tests.box import SystemdBox
 
@@ -21,6 +22,32 @@ def cli(box: SystemdBox, *args: str, check: bool = True) -> tuple[int, str, str]
 
 def show(box: SystemdBox, unit: str, prop: str) -> str:
     return box.run(["systemctl", "show", "-P", prop, unit]).stdout.strip()
+
+
+def wait_inactive(box: SystemdBox, unit: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while show(box, unit, "ActiveState") not in ("inactive", "failed"):
+        assert time.monotonic() < deadline, f"{unit} still running"
+        time.sleep(0.1)
+
+
+def main_pid(box: SystemdBox, unit: str) -> int:
+    pid = int(show(box, unit, "MainPID"))
+    assert pid > 0, f"{unit} has no main process"
+    return pid
+
+
+def program_pid(box: SystemdBox, unit: str, comm: str, seconds: float = 30) -> int:
+    """The PID of the unit's program: its main process once the launcher has become it, or the
+    launcher's child where the launcher stays as PID 1 of a PID namespace of the unit's own."""
+    deadline = time.monotonic() + seconds
+    while True:
+        main = main_pid(box, unit)
+        for pid in (main, *map(int, box.run(["pgrep", "-P", str(main)], check=False).stdout.split())):
+            if box.run(["cat", f"/proc/{pid}/comm"], check=False).stdout.strip() == comm:
+                return pid
+        assert time.monotonic() < deadline, f"{unit} did not run {comm}"
+        time.sleep(0.1)
 
 
 #: The line PID 1 logs when a reload begins: "Reloading." (systemd 252), "Reloading..." (257, which also

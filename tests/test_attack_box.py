@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.box import SystemdBox
-from tests.sandboxcli import BASE, cli, remove_sandboxes, show
+from tests.sandboxcli import BASE, cli, main_pid, program_pid, remove_sandboxes, show, wait_inactive
 
 pytestmark = pytest.mark.box
 
@@ -35,32 +34,6 @@ def tree_hash(box: SystemdBox) -> str:
     )
     out = box.run(["sh", "-c", script]).stdout
     return out
-
-
-def wait_inactive(box: SystemdBox, unit: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while show(box, unit, "ActiveState") not in ("inactive", "failed"):
-        assert time.monotonic() < deadline, f"{unit} still running"
-        time.sleep(0.2)
-
-
-def program_pid(box: SystemdBox, unit: str, comm: str, seconds: float = 30) -> int:
-    """The PID of the unit's program: its main process once the launcher has become it, or the
-    launcher's child where the launcher stays as PID 1 of a PID namespace of the unit's own."""
-    deadline = time.monotonic() + seconds
-    while True:
-        main = main_pid(box, unit)
-        for pid in (main, *map(int, box.run(["pgrep", "-P", str(main)], check=False).stdout.split())):
-            if box.run(["cat", f"/proc/{pid}/comm"], check=False).stdout.strip() == comm:
-                return pid
-        assert time.monotonic() < deadline, f"{unit} did not run {comm}"
-        time.sleep(0.1)
-
-
-def main_pid(box: SystemdBox, unit: str) -> int:
-    pid = int(show(box, unit, "MainPID"))
-    assert pid > 0, f"{unit} has no main process"
-    return pid
 
 
 def identity(box: SystemdBox, pid: int) -> dict[str, object]:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.box import SystemdBox
-from tests.sandboxcli import BASE, UNIT_DIR, cli, show
+from tests.sandboxcli import BASE, UNIT_DIR, cli, program_pid, show, wait_inactive
 
 pytestmark = pytest.mark.box
 
@@ -87,26 +87,9 @@ def otheruser(box: SystemdBox, cleanup: list[str]) -> Iterator[str]:
         yield unit
 
 
-def unit_commands(box: SystemdBox, unit: str) -> list[str]:
-    """The names of the unit's processes, read from its cgroup."""
-    cgroup = show(box, unit, "ControlGroup")
-    pids = box.run(["cat", f"/sys/fs/cgroup{cgroup}/cgroup.procs"], check=False).stdout.split()
-    return [box.run(["cat", f"/proc/{pid}/comm"], check=False).stdout.strip() for pid in pids]
-
-
 def start_and_wait_for(box: SystemdBox, unit: str, program: str) -> None:
     box.run(["systemctl", "start", unit])
-    deadline = time.monotonic() + 30
-    while program not in unit_commands(box, unit):
-        assert time.monotonic() < deadline, f"{program} never ran"
-        time.sleep(0.1)
-
-
-def wait_inactive(box: SystemdBox, unit: str, seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while show(box, unit, "ActiveState") not in ("inactive", "failed"):
-        assert time.monotonic() < deadline, f"{unit} still {show(box, unit, 'ActiveState')}"
-        time.sleep(0.1)
+    program_pid(box, unit, program)
 
 
 @pytest.mark.systemd("257")
@@ -116,7 +99,7 @@ def test_init_passes_a_signal_on_to_a_program_of_another_user(box: SystemdBox, o
     assert "PrivatePIDs=yes" in box.run(["cat", f"{UNIT_DIR}/{otheruser}"]).stdout
     start_and_wait_for(box, otheruser, "sleep")
     box.run(["systemctl", "kill", "--kill-whom=main", "--signal=SIGTERM", otheruser])
-    wait_inactive(box, otheruser)
+    wait_inactive(box, otheruser, seconds=10)
     assert show(box, otheruser, "Result") == "success"
 
 

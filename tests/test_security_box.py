@@ -8,7 +8,7 @@ import pytest
 
 from sandbox_service.render import ROOT_RELATIVE, inside_root
 from tests.box import SystemdBox
-from tests.sandboxcli import BASE, UNIT_DIR, cli, show
+from tests.sandboxcli import BASE, UNIT_DIR, cli, show, wait_inactive
 
 pytestmark = pytest.mark.box
 
@@ -24,16 +24,6 @@ PTRACE_PROBE = (
     "import ctypes, json; libc = ctypes.CDLL(None, use_errno=True); r = libc.ptrace(0, 0, 0, 0); "
     "open('/var/probe.json', 'w').write(json.dumps([r, ctypes.get_errno()]))"
 )
-
-
-def wait_inactive(box: SystemdBox, unit: str) -> None:
-    box.run(
-        [
-            "sh",
-            "-c",
-            f"for i in $(seq 100); do systemctl is-active -q {unit} || exit 0; sleep 0.1; done; exit 1",
-        ]
-    )
 
 
 @pytest.mark.parametrize("host_unit, name", [("nginx.service", "secweb"), ("apache2.service", "sechttpd")])
@@ -82,7 +72,7 @@ def test_syscall_outside_the_filter_is_refused(box: SystemdBox) -> None:
     try:
         for name in ("sysprobe", "sysopen"):
             box.run(["systemctl", "start", f"sandbox-{name}.service"])
-            wait_inactive(box, f"sandbox-{name}.service")
+            wait_inactive(box, f"sandbox-{name}.service", seconds=10)
         filtered = json.loads(box.run(["cat", f"{BASE}/sysprobe/root/var/probe.json"]).stdout)
         unfiltered = json.loads(box.run(["cat", f"{BASE}/sysopen/root/var/probe.json"]).stdout)
         assert filtered == [-1, 1]  # EPERM from the seccomp filter
